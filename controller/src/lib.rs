@@ -1,0 +1,9 @@
+//! # controller — Calico resources to Tern's desired configuration
+//!
+//! **Owns:** serde types for the Calico v3 resources Tern reads, the three datastores
+//! (Kubernetes, etcd v3, a folder of YAML) behind one trait, Calico's selector language, and
+//! the pure function that computes a node's `tern_config::DesiredConfig` exactly as confd
+//! would compute BIRD's configuration.
+//!
+//! **Must not know:** the BGP wire format, sessions, the RIB's internals or the kernel. Its
+//! output is plain configuration data.

@@ -1,0 +1,2 @@
+//! `bgp-decode`: prints one JSON object per BGP message.
+fn main() {}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Tern's whole test suite, on a fresh Debian machine as root: installs what the tests need
+# (only what is missing), then runs fmt, clippy, every test and a bounded fuzz pass.
+#   ./test.sh            everything
+#   FUZZ_SECONDS=0 ./test.sh   skip fuzzing (CI always fuzzes)
+set -euo pipefail
+cd "$(dirname "$0")"
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export RUST_BACKTRACE=1
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---- 1. packages -------------------------------------------------------------------------
+# Peers and tools the interop, kernel and datastore tests drive for real.
+APT_PACKAGES=(
+  build-essential pkg-config protobuf-compiler libprotobuf-dev   # build (etcd-client)
+  iproute2 iputils-ping tcpdump procps psmisc                    # namespaces, captures
+  bird gobgpd frr exabgp etcd-server                             # real peers, real etcd
+  libssh-gcrypt-4                                                # BIRD 2 (unpacked below)
+)
+BIRD2_PREFIX=${TERN_BIRD2_PREFIX:-/opt/tern-test/bird2}
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  # bird2 conflicts with bird (1.6) in apt: unpack its .deb into a private prefix.
+  if [ ! -x "$BIRD2_PREFIX/usr/sbin/bird" ]; then
+    step "unpacking bird2 into $BIRD2_PREFIX"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download bird2 >/dev/null 2>&1 || { apt-get update -qq && apt-get download bird2; })
+    mkdir -p "$BIRD2_PREFIX"
+    dpkg -x "$tmp"/bird2_*.deb "$BIRD2_PREFIX"
+    rm -rf "$tmp"
+  fi
+  # Daemons installed from packages may have been started by their postinst: tests start their own.
+  for svc in bird bird6 frr etcd gobgpd; do
+    pkill -x "$svc" 2>/dev/null || true
+  done
+else
+  echo "*** not root or no apt-get: not installing packages; tests needing them will skip loudly ***"
+fi
+export TERN_BIRD2_PREFIX="$BIRD2_PREFIX"
+
+# ---- 2. static checks ----------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# ---- 3. tests --------------------------------------------------------------------------------
+step "cargo test"
+# Namespace tests create and delete namespaces concurrently; iproute2 copes with that.
+cargo test --workspace --locked --no-fail-fast
+
+# ---- 4. fuzzing (bounded) ------------------------------------------------------------------
+FUZZ_SECONDS=${FUZZ_SECONDS:-45}
+if [ -f fuzz/Cargo.toml ] && [ "$FUZZ_SECONDS" != 0 ]; then
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    step "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+  fi
+  # cargo-fuzz wants nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+  export RUSTC_BOOTSTRAP=1
+  for target in $(cd fuzz && cargo fuzz list); do
+    step "fuzz $target for ${FUZZ_SECONDS}s"
+    mkdir -p "fuzz/corpus/$target"
+    seeds=()
+    [ -d "fuzz/seeds/$target" ] && seeds+=("fuzz/seeds/$target")
+    (cd fuzz && cargo fuzz run --release "$target" "corpus/$target" "${seeds[@]/#fuzz\//}" -- \
+        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
+      | grep -E 'Done|stat::number_of_executed_units|ERROR|panicked|SUMMARY' || true)
+    # A crash leaves an artifact and a non-zero exit: re-run quickly to turn it into failure.
+    if ls fuzz/artifacts/"$target"/crash-* >/dev/null 2>&1; then
+      echo "fuzz target $target crashed: see fuzz/artifacts/$target"; exit 1
+    fi
+  done
+fi
+step "all checks passed"
