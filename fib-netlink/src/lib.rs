@@ -7,3 +7,27 @@
 //!
 //! **Must not know:** BGP or Calico. It speaks of prefixes, next hops, devices, tables,
 //! metrics and protocols only.
+//!
+//! ## Layers
+//! - [`route`]: the model — [`Route`], [`NextHop`], [`RouteKind`], [`RouteKey`].
+//! - [`RouteSocket`]: blocking, batched writer (many requests per `sendmsg`, failures
+//!   matched to their request by sequence number) and dumps. Usable alone (the bench does).
+//! - [`FibState`]: the sans-IO core — desired vs kernel state, the coalescing queue,
+//!   restore decisions, learning and connected prefixes; unit-tested without a kernel.
+//! - [`Fib`]/[`FibHandle`]: the tokio driver — reconcile on start (optionally after a
+//!   graceful-restart "converged" signal), an event-driven monitor of routes, links and
+//!   addresses, one full resync on `ENOBUFS`, retries when devices appear.
+
+mod codec;
+mod fib;
+mod glob;
+pub mod route;
+mod socket;
+mod state;
+
+pub use codec::{Address, EncodeError, Link, ReportedRoute};
+pub use fib::{Fib, FibConfig, FibHandle, Reconcile};
+pub use glob::{InterfacePattern, InterfacePatterns, PatternError, glob_match};
+pub use route::{Device, NextHop, Route, RouteKey, RouteKind};
+pub use socket::{DEFAULT_BATCH_BYTES, RouteError, RouteOp, RouteSocket};
+pub use state::{Connected, FibEvent, FibState, KeyQueue, StateConfig, diff, same_route};

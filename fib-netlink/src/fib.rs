@@ -1,0 +1,353 @@
+//! The async driver: a tokio task around [`FibState`], the batched [`RouteSocket`] and the
+//! monitor socket.
+//!
+//! Writes are made on the task itself with the blocking writer: the kernel does its work
+//! inside `sendmsg` (under its RTNL lock) whatever the caller is, one batch is bounded
+//! (≈ 1000 routes, about a millisecond), and the task yields between batches. Reads of the
+//! monitor are readiness-driven (`AsyncFd`); nothing is polled on a timer.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+use crate::codec::KernelMessage;
+use crate::glob::InterfacePatterns;
+use crate::route::{PROTOCOL_BIRD, Route, RouteKey, TABLE_MAIN};
+use crate::socket::{MonitorRead, MonitorSocket, RouteSocket};
+use crate::state::{FibEvent, FibState, StateConfig};
+
+/// When stale routes of ours are deleted after start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconcile {
+    /// At once: the desired set given before and right after start is taken as complete
+    /// once the first batch of it is written... which is only right without graceful
+    /// restart. Prefer [`Reconcile::AfterConverged`] when routes come from peers.
+    Immediately,
+    /// When [`FibHandle::converged`] is called, or after `deadline` (graceful restart:
+    /// routes survive the restart and are pruned only once the RIB is complete).
+    AfterConverged { deadline: Duration },
+}
+
+/// How the FIB runs.
+#[derive(Debug, Clone)]
+pub struct FibConfig {
+    /// Protocol of our routes; default 12 (`proto bird`), which Felix and operators expect.
+    pub protocol: u8,
+    /// Tables we own routes of our protocol in, and learn others' routes from.
+    pub tables: Vec<u32>,
+    /// Devices whose other-protocol routes are learned (`None`: learn nothing).
+    pub learn: Option<InterfacePatterns>,
+    /// Devices whose connected prefixes are reported (`None`: report none).
+    pub connected: Option<InterfacePatterns>,
+    pub reconcile: Reconcile,
+    /// Routes per write batch.
+    pub batch_routes: usize,
+    /// Receive buffer of the monitor socket; overflowing it costs one full resync.
+    pub monitor_buffer: usize,
+    /// Capacity of the event channel.
+    pub event_capacity: usize,
+}
+
+impl Default for FibConfig {
+    fn default() -> Self {
+        FibConfig {
+            protocol: PROTOCOL_BIRD,
+            tables: vec![TABLE_MAIN],
+            learn: Some(InterfacePatterns::all()),
+            connected: Some(InterfacePatterns::all()),
+            reconcile: Reconcile::AfterConverged {
+                deadline: Duration::from_secs(240),
+            },
+            batch_routes: 1024,
+            monitor_buffer: 8 << 20,
+            event_capacity: 4096,
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<FibState>,
+    wake: Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, FibState> {
+        // A panic while holding the lock cannot leave FibState half-updated in a way
+        // that matters more than stopping would; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Ends the driver when the last handle is dropped.
+struct Closer(Arc<Shared>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.wake.notify_one();
+    }
+}
+
+/// Sets desired routes. Cheap to clone; calls never block on the kernel: they update the
+/// desired state (coalescing per key) and wake the driver.
+#[derive(Clone)]
+pub struct FibHandle {
+    shared: Arc<Shared>,
+    _closer: Arc<Closer>,
+}
+
+impl std::fmt::Debug for FibHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FibHandle").finish_non_exhaustive()
+    }
+}
+
+impl FibHandle {
+    /// Desires `route` at its key (replacing whatever we desired there).
+    pub fn set(&self, route: Route) {
+        self.shared.lock().set(route);
+        self.shared.wake.notify_one();
+    }
+
+    /// Desires many routes at once.
+    pub fn set_all(&self, routes: impl IntoIterator<Item = Route>) {
+        {
+            let mut st = self.shared.lock();
+            for r in routes {
+                st.set(r);
+            }
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// No longer desires the route at `key`.
+    pub fn remove(&self, key: RouteKey) {
+        self.shared.lock().remove(key);
+        self.shared.wake.notify_one();
+    }
+
+    /// The desired set is complete: stale routes of ours may be deleted now.
+    pub fn converged(&self) {
+        self.shared.lock().converge();
+        self.shared.wake.notify_one();
+    }
+
+    /// Runs `f` on the state (for queries: desired, kernel routes, failures).
+    pub fn inspect<T>(&self, f: impl FnOnce(&FibState) -> T) -> T {
+        f(&self.shared.lock())
+    }
+}
+
+struct Monitor(MonitorSocket);
+
+impl AsRawFd for Monitor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.sock.as_raw_fd()
+    }
+}
+
+/// The FIB driver. Create it in the network namespace to program (sockets stay there),
+/// then `run` it on a tokio runtime.
+pub struct Fib {
+    shared: Arc<Shared>,
+    writer: RouteSocket,
+    monitor: AsyncFd<Monitor>,
+    events: mpsc::Sender<FibEvent>,
+    config: FibConfig,
+}
+
+impl Fib {
+    /// Opens the sockets (subscribing before any dump, so nothing falls between) and
+    /// returns the driver, the handle and the event stream. Must be called inside a
+    /// tokio runtime with I/O enabled.
+    pub fn new(config: FibConfig) -> io::Result<(Fib, FibHandle, mpsc::Receiver<FibEvent>)> {
+        // `AsyncFd::new` is deprecated for types that could close their descriptor while
+        // registered; `Monitor` owns its socket and only drops it with the `AsyncFd`, so
+        // the descriptor outlives the registration (the safe alternative is `unsafe`).
+        #[allow(deprecated)]
+        let monitor = AsyncFd::new(Monitor(MonitorSocket::new(config.monitor_buffer)?))?;
+        let writer = RouteSocket::new()?;
+        let state = FibState::new(StateConfig {
+            protocol: config.protocol,
+            tables: config.tables.clone(),
+            learn: config.learn.clone(),
+            connected: config.connected.clone(),
+        });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            wake: Notify::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::channel(config.event_capacity.max(1));
+        let handle = FibHandle {
+            shared: shared.clone(),
+            _closer: Arc::new(Closer(shared.clone())),
+        };
+        Ok((
+            Fib {
+                shared,
+                writer,
+                monitor,
+                events: tx,
+                config,
+            },
+            handle,
+            rx,
+        ))
+    }
+
+    /// Runs until every [`FibHandle`] is dropped. Our routes stay in the kernel when it
+    /// returns (BIRD's `persist`): the next start reconciles them.
+    pub async fn run(mut self) -> io::Result<()> {
+        self.full_resync(false)?;
+        let mut deadline = match self.config.reconcile {
+            Reconcile::Immediately => {
+                self.shared.lock().converge();
+                None
+            }
+            Reconcile::AfterConverged { deadline } => Some(Instant::now() + deadline),
+        };
+        let mut msgs = Vec::new();
+        loop {
+            self.flush().await?;
+            self.report().await;
+            if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(());
+            }
+            if self.shared.lock().is_converged() {
+                deadline = None;
+            }
+            let overrun = tokio::select! {
+                _ = self.shared.wake.notified() => false,
+                ready = self.monitor.readable_mut() => {
+                    let mut guard = ready?;
+                    let mut overrun = false;
+                    // Bounded per wake-up so writes interleave with a storm of notifications.
+                    for _ in 0..256 {
+                        match guard.get_inner_mut().0.read(&mut msgs)? {
+                            MonitorRead::Messages => {}
+                            MonitorRead::Overrun => overrun = true,
+                            MonitorRead::Empty => {
+                                guard.clear_ready();
+                                break;
+                            }
+                        }
+                    }
+                    overrun
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    self.shared.lock().converge();
+                    false
+                }
+            };
+            if overrun {
+                msgs.clear();
+                self.full_resync(true)?;
+                continue;
+            }
+            let resync = {
+                let mut st = self.shared.lock();
+                for m in msgs.drain(..) {
+                    if matches!(m, KernelMessage::NewLink(_) | KernelMessage::DelLink(_)) {
+                        self.writer.forget_devices();
+                    }
+                    st.on_kernel(m);
+                }
+                st.take_needs_resync()
+            };
+            if resync {
+                self.resync_ours()?;
+            }
+        }
+    }
+
+    /// Dumps links, addresses and every route, and loads them into the state.
+    fn full_resync(&mut self, overrun: bool) -> io::Result<()> {
+        let links = self.writer.dump_links()?;
+        let addresses = self.writer.dump_addresses()?;
+        let routes = self.writer.dump_routes(None)?;
+        self.writer.forget_devices();
+        let mut st = self.shared.lock();
+        st.load(links, addresses, routes);
+        if overrun {
+            st.resynced(true);
+        }
+        Ok(())
+    }
+
+    /// Dumps our protocol's routes only (after links or addresses went away).
+    fn resync_ours(&mut self) -> io::Result<()> {
+        let protocol = self.config.protocol;
+        let routes = self.writer.dump_routes(Some(protocol))?;
+        let mut st = self.shared.lock();
+        let tables = st.config().tables.clone();
+        st.load_ours(
+            routes
+                .into_iter()
+                .map(|r| r.route)
+                .filter(|r| tables.contains(&r.table))
+                .collect(),
+        );
+        st.resynced(false);
+        Ok(())
+    }
+
+    /// Writes everything pending, batch by batch.
+    async fn flush(&mut self) -> io::Result<()> {
+        loop {
+            let (ops, names) = {
+                let mut st = self.shared.lock();
+                (st.poll_ops(self.config.batch_routes.max(1)), st.names())
+            };
+            if ops.is_empty() {
+                return Ok(());
+            }
+            match self
+                .writer
+                .write_with(&ops, &mut |n: &str| names.get(n).copied())
+            {
+                Ok(results) => self.shared.lock().on_results(ops, results),
+                Err(e) if e.kind() == io::ErrorKind::Other || is_enobufs(&e) => {
+                    // Acks were lost: what the kernel did is unknown; look.
+                    tracing::warn!("route write acks lost ({e}); resyncing");
+                    self.resync_ours()?;
+                }
+                Err(e) => return Err(e),
+            }
+            self.report().await;
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Hands queued events to the owner (waiting when the channel is full).
+    async fn report(&mut self) {
+        loop {
+            let Some(ev) = self.shared.lock().poll_event() else {
+                return;
+            };
+            if self.events.is_closed() {
+                continue;
+            }
+            let _ = self.events.send(ev).await;
+        }
+    }
+}
+
+fn is_enobufs(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOBUFS)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
