@@ -8,3 +8,56 @@
 //! **Must not know:** any routing table (no Adj-RIB, no best path), the kernel, or Calico.
 //! Nothing here reads a clock or a global: decoding takes an explicit session context, and
 //! the state machine takes events and time and returns actions.
+//!
+//! ## Public API in one screen
+//!
+//! * **Framing** a TCP byte stream: [`frame`] tells whether a whole message is at the front
+//!   of a buffer (checks marker and length, max 4096 or 65535); [`next_message`] splits it off
+//!   a `BytesMut` as `Bytes`.
+//! * **Decoding** one framed message: [`Message::decode`]`(bytes, &`[`DecodeContext`]`)` →
+//!   `Ok(`[`Decoded`]`)` (message + non-fatal RFC 7606 errors: treat-as-withdraw, attribute
+//!   discard) or `Err(`[`DecodeError`]`)` with [`Action::Notification`] (send
+//!   [`DecodeError::notification`] and close). The context says whether 4-octet ASes, ADD-PATH
+//!   ([`AddPath`]) and extended messages were negotiated.
+//! * **Encoding**: [`Message::encode`]`(&`[`EncodeContext`]`, &mut BytesMut)`; each message
+//!   type also has its own `encode`.
+//! * **Packing UPDATEs**: [`UpdatePacker`] turns one attribute set plus many prefixes (IPv4 in
+//!   the NLRI field, IPv6 in MP_REACH_NLRI) or many withdrawals into as few UPDATEs as the
+//!   negotiated maximum size allows.
+//! * **Types**: [`Prefix`], [`Nlri`], [`Family`], [`PathAttributes`] (hashable, NLRI-free, for
+//!   interning), [`AsPath`], [`Community`], [`LargeCommunity`], [`ExtendedCommunity`],
+//!   [`NextHop`], [`MpReach`], [`MpUnreach`], [`Open`], [`Capability`], [`Update`]
+//!   (End-of-RIB: [`Update::end_of_rib`], [`Update::as_end_of_rib`]), [`Notification`]
+//!   (shutdown communication: [`Notification::shutdown_communication`]), [`RouteRefresh`].
+//!   All code points are in [`iana`].
+//!
+//! The session FSM and its driver (modules `fsm` and `session`) are added separately.
+
+pub mod attribute;
+pub mod capability;
+pub mod context;
+pub mod error;
+pub mod framing;
+pub mod iana;
+pub mod message;
+pub mod nlri;
+pub mod prefix;
+
+pub use attribute::{
+    Aggregator, AsPath, AsSegment, Community, ExtendedCommunity, LargeCommunity, MpReach,
+    MpUnreach, NextHop, PathAttributes, RawAttribute,
+};
+pub use capability::{
+    AddPathFamily, Capability, ExtendedNextHop, GracefulRestart, GracefulRestartFamily, LlgrFamily,
+};
+pub use context::{
+    AddPath, DecodeContext, EncodeContext, HEADER_LEN, MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN,
+};
+pub use error::{Action, DecodeError, EncodeError, NlriField, Reason};
+pub use framing::{frame, next_message};
+pub use iana::{
+    Afi, AttributeType, CapabilityCode, ErrorCode, MessageType, Origin, Safi, SegmentType,
+};
+pub use message::{Decoded, Message, Notification, Open, RouteRefresh, Update};
+pub use nlri::{Family, Nlri, NlriError};
+pub use prefix::{Prefix, PrefixError};

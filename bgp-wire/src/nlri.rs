@@ -1,0 +1,288 @@
+//! NLRI: address families, prefixes with optional ADD-PATH path identifiers, and the tight
+//! loops that decode and encode prefix lists (the hot path of every UPDATE).
+//!
+//! ```text
+//! RFC 4271 §4.3 (IPv4) and RFC 4760 §5 (any family):   RFC 7911 §3 with ADD-PATH:
+//! +---------------------------+                        +--------------------------------+
+//! |   Length (1 octet)        |                        | Path Identifier (4 octets)     |
+//! +---------------------------+                        +--------------------------------+
+//! |   Prefix (variable)       |                        | Length (1 octet)               |
+//! +---------------------------+                        +--------------------------------+
+//!                                                      | Prefix (variable)              |
+//!                                                      +--------------------------------+
+//! ```
+//! The prefix field holds `ceil(Length / 8)` octets; trailing bits beyond the length are
+//! ignored on receipt (so decoded prefixes are always canonical) and sent as zero.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use bytes::{BufMut, BytesMut};
+
+use crate::iana::{Afi, Safi};
+use crate::prefix::{Prefix, mask_v4, mask_v6};
+
+/// An address family: AFI and SAFI (RFC 4760 §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Family {
+    /// Address Family Identifier.
+    pub afi: Afi,
+    /// Subsequent Address Family Identifier.
+    pub safi: Safi,
+}
+
+impl Family {
+    /// IPv4 unicast (1/1).
+    pub const IPV4_UNICAST: Family = Family {
+        afi: Afi::Ipv4,
+        safi: Safi::Unicast,
+    };
+    /// IPv6 unicast (2/1).
+    pub const IPV6_UNICAST: Family = Family {
+        afi: Afi::Ipv6,
+        safi: Safi::Unicast,
+    };
+
+    /// A family from its wire values.
+    pub fn new(afi: u16, safi: u8) -> Self {
+        Self {
+            afi: afi.into(),
+            safi: safi.into(),
+        }
+    }
+
+    /// True for the families whose NLRI this crate decodes (IPv4/IPv6 unicast).
+    pub fn is_supported(&self) -> bool {
+        *self == Self::IPV4_UNICAST || *self == Self::IPV6_UNICAST
+    }
+}
+
+impl std::fmt::Display for Family {
+    /// `ipv4-unicast`, `ipv6-unicast`, `afi-1-safi-128`, ...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.afi.name(), self.safi.name()) {
+            (Some(a), Some(s)) => write!(f, "{a}-{s}"),
+            _ => write!(
+                f,
+                "afi-{}-safi-{}",
+                u16::from(self.afi),
+                u8::from(self.safi)
+            ),
+        }
+    }
+}
+
+/// One NLRI entry: a prefix and, on ADD-PATH sessions, its path identifier (RFC 7911 §3).
+///
+/// The family is that of the prefix; this crate carries unicast NLRI only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Nlri {
+    /// The destination.
+    pub prefix: Prefix,
+    /// Path identifier; `Some` exactly when ADD-PATH is in use for this family and direction.
+    pub path_id: Option<u32>,
+}
+
+impl Nlri {
+    /// NLRI without a path identifier.
+    pub const fn new(prefix: Prefix) -> Self {
+        Self {
+            prefix,
+            path_id: None,
+        }
+    }
+
+    /// NLRI with an ADD-PATH path identifier.
+    pub const fn with_path_id(prefix: Prefix, path_id: u32) -> Self {
+        Self {
+            prefix,
+            path_id: Some(path_id),
+        }
+    }
+
+    /// Octets this entry takes on the wire.
+    #[inline]
+    pub fn wire_len(&self, add_path: bool) -> usize {
+        (if add_path { 4 } else { 0 }) + 1 + usize::from(self.prefix.len()).div_ceil(8)
+    }
+}
+
+impl From<Prefix> for Nlri {
+    fn from(prefix: Prefix) -> Self {
+        Self::new(prefix)
+    }
+}
+
+/// A syntax error in an NLRI field (RFC 7606 §5.3: the session must be reset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NlriError {
+    /// A prefix length larger than the address (RFC 4271 §6.3 "Invalid Network Field").
+    #[error("prefix length {0} exceeds the address length")]
+    PrefixTooLong(u8),
+    /// A prefix or path identifier runs past the end of the field.
+    #[error("NLRI overruns its field")]
+    Overrun,
+}
+
+/// Decodes a whole NLRI field of `afi` (IPv4 or IPv6) and appends the entries to `out`.
+///
+/// Allocation is one `Vec` growth per call at most (capacity estimated from the field size,
+/// which the caller bounds by the message size); work is linear in `data.len()`.
+pub fn decode_nlri(
+    data: &[u8],
+    afi: Afi,
+    add_path: bool,
+    out: &mut Vec<Nlri>,
+) -> Result<(), NlriError> {
+    match afi {
+        Afi::Ipv6 => decode_v6(data, add_path, out),
+        _ => decode_v4(data, add_path, out),
+    }
+}
+
+#[inline]
+fn read_path_id(data: &[u8], i: &mut usize, add_path: bool) -> Result<Option<u32>, NlriError> {
+    if !add_path {
+        return Ok(None);
+    }
+    let b = data.get(*i..*i + 4).ok_or(NlriError::Overrun)?;
+    *i += 4;
+    Ok(Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+}
+
+fn decode_v4(data: &[u8], add_path: bool, out: &mut Vec<Nlri>) -> Result<(), NlriError> {
+    out.reserve(data.len() / if add_path { 8 } else { 4 } + 1);
+    let mut i = 0;
+    while i < data.len() {
+        let path_id = read_path_id(data, &mut i, add_path)?;
+        let len = *data.get(i).ok_or(NlriError::Overrun)?;
+        if len > 32 {
+            return Err(NlriError::PrefixTooLong(len));
+        }
+        let n = usize::from(len).div_ceil(8);
+        let bytes = data.get(i + 1..i + 1 + n).ok_or(NlriError::Overrun)?;
+        let mut octets = [0u8; 4];
+        octets[..n].copy_from_slice(bytes);
+        let addr = Ipv4Addr::from(u32::from_be_bytes(octets) & mask_v4(len));
+        out.push(Nlri {
+            prefix: Prefix::V4 { addr, len },
+            path_id,
+        });
+        i += 1 + n;
+    }
+    Ok(())
+}
+
+fn decode_v6(data: &[u8], add_path: bool, out: &mut Vec<Nlri>) -> Result<(), NlriError> {
+    out.reserve(data.len() / if add_path { 12 } else { 8 } + 1);
+    let mut i = 0;
+    while i < data.len() {
+        let path_id = read_path_id(data, &mut i, add_path)?;
+        let len = *data.get(i).ok_or(NlriError::Overrun)?;
+        if len > 128 {
+            return Err(NlriError::PrefixTooLong(len));
+        }
+        let n = usize::from(len).div_ceil(8);
+        let bytes = data.get(i + 1..i + 1 + n).ok_or(NlriError::Overrun)?;
+        let mut octets = [0u8; 16];
+        octets[..n].copy_from_slice(bytes);
+        let addr = Ipv6Addr::from(u128::from_be_bytes(octets) & mask_v6(len));
+        out.push(Nlri {
+            prefix: Prefix::V6 { addr, len },
+            path_id,
+        });
+        i += 1 + n;
+    }
+    Ok(())
+}
+
+/// Appends one NLRI entry; with `add_path` a missing path identifier is sent as 0.
+#[inline]
+pub fn encode_nlri_entry(nlri: &Nlri, add_path: bool, out: &mut BytesMut) {
+    if add_path {
+        out.put_u32(nlri.path_id.unwrap_or(0));
+    }
+    match nlri.prefix {
+        Prefix::V4 { addr, len } => {
+            let n = usize::from(len).div_ceil(8);
+            let octets = addr.octets();
+            let mut buf = [0u8; 5];
+            buf[0] = len;
+            buf[1..1 + n].copy_from_slice(&octets[..n]);
+            out.put_slice(&buf[..1 + n]);
+        }
+        Prefix::V6 { addr, len } => {
+            let n = usize::from(len).div_ceil(8);
+            out.put_u8(len);
+            out.put_slice(&addr.octets()[..n]);
+        }
+    }
+}
+
+/// Appends every entry of `nlri` (any mix of families is written as given).
+pub fn encode_nlri(nlri: &[Nlri], add_path: bool, out: &mut BytesMut) {
+    out.reserve(nlri.iter().map(|n| n.wire_len(add_path)).sum());
+    for n in nlri {
+        encode_nlri_entry(n, add_path, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Prefix {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn rfc4271_ipv4_encoding() {
+        // 10.0.0.0/8, 192.168.1.0/24, 0.0.0.0/0, 1.2.3.4/32
+        let wire = [8, 10, 24, 192, 168, 1, 0, 32, 1, 2, 3, 4];
+        let mut out = Vec::new();
+        decode_nlri(&wire, Afi::Ipv4, false, &mut out).unwrap();
+        let want: Vec<Nlri> = ["10.0.0.0/8", "192.168.1.0/24", "0.0.0.0/0", "1.2.3.4/32"]
+            .iter()
+            .map(|s| Nlri::new(p(s)))
+            .collect();
+        assert_eq!(out, want);
+        let mut buf = BytesMut::new();
+        encode_nlri(&want, false, &mut buf);
+        assert_eq!(&buf[..], &wire[..]);
+    }
+
+    #[test]
+    fn trailing_bits_are_cleared() {
+        let mut out = Vec::new();
+        decode_nlri(&[9, 10, 0xff], Afi::Ipv4, false, &mut out).unwrap();
+        assert_eq!(out[0].prefix, p("10.128.0.0/9"));
+    }
+
+    #[test]
+    fn add_path_and_ipv6() {
+        let wire = [0, 0, 0, 7, 32, 0x20, 0x01, 0x0d, 0xb8];
+        let mut out = Vec::new();
+        decode_nlri(&wire, Afi::Ipv6, true, &mut out).unwrap();
+        assert_eq!(out, vec![Nlri::with_path_id(p("2001:db8::/32"), 7)]);
+    }
+
+    #[test]
+    fn errors() {
+        let mut out = Vec::new();
+        assert_eq!(
+            decode_nlri(&[33, 1, 2, 3, 4, 5], Afi::Ipv4, false, &mut out),
+            Err(NlriError::PrefixTooLong(33))
+        );
+        assert_eq!(
+            decode_nlri(&[129], Afi::Ipv6, false, &mut out),
+            Err(NlriError::PrefixTooLong(129))
+        );
+        assert_eq!(
+            decode_nlri(&[24, 10, 0], Afi::Ipv4, false, &mut out),
+            Err(NlriError::Overrun)
+        );
+        assert_eq!(
+            decode_nlri(&[0, 0, 1], Afi::Ipv4, true, &mut out),
+            Err(NlriError::Overrun)
+        );
+    }
+}
