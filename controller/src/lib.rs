@@ -7,3 +7,14 @@
 //!
 //! **Must not know:** the BGP wire format, sessions, the RIB's internals or the kernel. Its
 //! output is plain configuration data.
+
+pub mod compute;
+pub mod datastore;
+pub mod endpoint_status;
+pub mod model;
+pub mod resources;
+pub mod selector;
+pub mod services;
+
+pub use compute::{ComputeError, LocalWorkload, NodeEnv, compute};
+pub use model::{Model, Problem, Resource};
