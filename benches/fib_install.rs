@@ -1,0 +1,153 @@
+//! Kernel route programming speed: fib-netlink's batched writer against `ip -batch`, with
+//! the same routes, side by side, each in a fresh network namespace.
+//!
+//! `cargo bench -p tern-benches --bench fib_install` (as root; set `FIB_BENCH_ROUTES` to
+//! change the default 100 000). Routes are IPv4 /32s `via 192.0.2.2 dev <veth> proto bird`,
+//! the shape of BGP-learned routes. Skips with a message when not root.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use fib_netlink::route::PROTOCOL_BIRD;
+use fib_netlink::{NextHop, Route, RouteOp, RouteSocket};
+use tern_tests::{Netns, TempDir, veth, which};
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn prefix(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0x0a00_0000 + i)
+}
+
+/// A namespace with a veth to a neighbour at 192.0.2.2 and 192.0.2.3; returns the device.
+fn fresh(tag: &str) -> (Netns, Netns, String) {
+    let ns = Netns::new(tag);
+    let peer = Netns::new(tag);
+    let (dev, _) = veth(&ns, &["192.0.2.1/24"], &peer, &["192.0.2.2/24"]);
+    ns.ip([
+        "neigh",
+        "add",
+        "192.0.2.3",
+        "lladdr",
+        "02:00:00:00:00:03",
+        "dev",
+        &dev,
+    ]);
+    (ns, peer, dev)
+}
+
+fn rate(n: u32, d: Duration) -> f64 {
+    f64::from(n) / d.as_secs_f64()
+}
+
+fn count_bird_routes(ns: &Netns) -> usize {
+    ns.ip(["-4", "route", "show", "proto", "bird"])
+        .lines()
+        .count()
+}
+
+/// Installs, replaces and deletes `n` routes with fib-netlink; returns the three times.
+fn tern(n: u32) -> [Duration; 3] {
+    let (ns, _peer, dev) = fresh("fbt");
+    let times = ns.run_in(move || {
+        let mut sock = RouteSocket::new().expect("netlink socket");
+        if let Some(b) = std::env::var("FIB_BENCH_BATCH_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            sock.set_batch_bytes(b);
+        }
+        let make = |gw: [u8; 4]| -> Vec<RouteOp> {
+            (0..n)
+                .map(|i| {
+                    let p = format!("{}/32", prefix(i)).parse().expect("prefix");
+                    let nh = NextHop::via_dev(IpAddr::V4(Ipv4Addr::from(gw)), dev.as_str());
+                    RouteOp::Replace(Route::unicast(p, vec![nh]))
+                })
+                .collect()
+        };
+        let install = make([192, 0, 2, 2]);
+        let replace = make([192, 0, 2, 3]);
+        let delete: Vec<RouteOp> = install
+            .iter()
+            .map(|op| RouteOp::Delete {
+                key: op.key(),
+                protocol: PROTOCOL_BIRD,
+            })
+            .collect();
+        let mut times = [Duration::ZERO; 3];
+        for (t, ops) in times.iter_mut().zip([&install, &replace, &delete]) {
+            let start = Instant::now();
+            let results = sock.write(ops).expect("write");
+            *t = start.elapsed();
+            let failed = results.iter().filter(|r| r.is_err()).count();
+            assert_eq!(failed, 0, "{failed} routes failed");
+        }
+        times
+    });
+    assert_eq!(count_bird_routes(&ns), 0);
+    times
+}
+
+/// The same with `ip -batch` files.
+fn ip_batch(n: u32) -> [Duration; 3] {
+    let (ns, _peer, dev) = fresh("fbi");
+    let dir = TempDir::new("fbip");
+    let script = |verb: &str, gw: &str| {
+        let mut text = Vec::with_capacity(n as usize * 64);
+        for i in 0..n {
+            let p = prefix(i);
+            if verb == "del" {
+                writeln!(text, "route del {p}/32 proto bird").expect("write");
+            } else {
+                writeln!(text, "route {verb} {p}/32 via {gw} dev {dev} proto bird").expect("write");
+            }
+        }
+        dir.write(&format!("{verb}.batch"), &String::from_utf8_lossy(&text))
+    };
+    let files = [
+        script("add", "192.0.2.2"),
+        script("replace", "192.0.2.3"),
+        script("del", ""),
+    ];
+    let mut times = [Duration::ZERO; 3];
+    for (i, (t, file)) in times.iter_mut().zip(&files).enumerate() {
+        let start = Instant::now();
+        ns.ip(["-batch".as_ref(), file.as_os_str()]);
+        *t = start.elapsed();
+        if i == 0 {
+            assert_eq!(count_bird_routes(&ns), n as usize);
+        }
+    }
+    assert_eq!(count_bird_routes(&ns), 0);
+    times
+}
+
+fn main() {
+    if !is_root() || which("ip").is_none() {
+        eprintln!("fib_install: SKIPPED (needs root and iproute2 to create network namespaces)");
+        return;
+    }
+    let n: u32 = std::env::var("FIB_BENCH_ROUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let t = tern(n);
+    let ip = ip_batch(n);
+    println!("fib_install: {n} IPv4 routes, fresh namespace each, routes/s (higher is better)");
+    println!("| operation | fib-netlink | ip -batch | ratio |");
+    println!("|---|---:|---:|---:|");
+    for (i, op) in ["install", "replace", "delete"].iter().enumerate() {
+        let (a, b) = (rate(n, t[i]), rate(n, ip[i]));
+        println!("| {op} | {a:.0} | {b:.0} | {:.1}× |", a / b);
+    }
+}

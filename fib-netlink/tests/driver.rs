@@ -1,0 +1,598 @@
+//! The FIB driver against a real kernel: coalescing, reconcile after a restart, restoring
+//! tampered routes, learning with interface globs, `ENOBUFS` resync, late devices.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use common::{RouteMonitor, add_tunl0, lab, routes};
+use fib_netlink::{
+    Fib, FibConfig, FibEvent, FibHandle, InterfacePatterns, NextHop, Reconcile, Route, RouteError,
+};
+use ipnet::IpNet;
+use tern_tests::{Netns, require_root};
+use tokio::sync::mpsc::Receiver;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn via(p: &str, gw: &str) -> Route {
+    Route::unicast(net(p), vec![NextHop::via(ip(gw))])
+}
+
+/// Runs `body` on a single-threaded tokio runtime inside `ns`: the driver it starts and
+/// its sockets live there.
+fn in_ns<F, Fut>(ns: &Netns, body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    ns.run_in(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(body())
+    })
+}
+
+/// Starts a driver with `config`; returns its handle and events.
+fn start(config: FibConfig) -> (FibHandle, Receiver<FibEvent>, tokio::task::JoinHandle<()>) {
+    let (fib, handle, events) = Fib::new(config).unwrap();
+    let task = tokio::spawn(async move { fib.run().await.unwrap() });
+    (handle, events, task)
+}
+
+fn immediate() -> FibConfig {
+    FibConfig {
+        reconcile: Reconcile::Immediately,
+        ..FibConfig::default()
+    }
+}
+
+/// Waits (yielding to the driver) until `f` holds, or panics after `limit`.
+async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Takes events until `pick` returns `Some`, or panics after `limit`.
+async fn event<T>(
+    events: &mut Receiver<FibEvent>,
+    limit: Duration,
+    mut pick: impl FnMut(&FibEvent) -> Option<T>,
+) -> T {
+    tokio::time::timeout(limit, async {
+        loop {
+            let ev = events.recv().await.expect("driver ended");
+            if let Some(t) = pick(&ev) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("event did not come")
+}
+
+fn show(ns_name: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns_name, "route", "show"])
+        .output()
+        .unwrap();
+    let six = std::process::Command::new("ip")
+        .args(["-n", ns_name, "-6", "route", "show"])
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&six.stdout)
+    )
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[test]
+fn ten_flips_before_the_write_reach_the_kernel_once() {
+    if !require_root("ten_flips_before_the_write_reach_the_kernel_once") {
+        return;
+    }
+    let lab = lab("fibc");
+    let mon = RouteMonitor::start(&lab.ns);
+    let name = lab.ns.name().to_string();
+    in_ns(&lab.ns, move || async move {
+        let (fib, handle, _events) = Fib::new(immediate()).unwrap();
+        // The driver has not run yet: all ten flips coalesce.
+        for i in 0..10 {
+            let gw = if i % 2 == 0 { "192.0.2.3" } else { "192.0.2.2" };
+            handle.set(via("10.20.0.0/24", gw));
+        }
+        tokio::spawn(async move { fib.run().await.unwrap() });
+        until("the route", PATIENCE, || {
+            show(&name).contains("10.20.0.0/24 via 192.0.2.2")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(handle);
+    });
+    let lines = mon.lines_with("10.20.0.0/24");
+    assert_eq!(lines.len(), 1, "expected one write:\n{}", lines.join("\n"));
+    assert!(lines[0].contains("via 192.0.2.2"), "{}", lines[0]);
+}
+
+#[test]
+fn restart_keeps_routes_removes_stale_ones_and_spares_foreign_ones() {
+    if !require_root("restart_keeps_routes_removes_stale_ones_and_spares_foreign_ones") {
+        return;
+    }
+    let lab = lab("fibg");
+    let name = lab.ns.name().to_string();
+    // First life: three routes of ours.
+    let n = name.clone();
+    in_ns(&lab.ns, move || async move {
+        let (handle, _events, task) = start(immediate());
+        handle.set_all([
+            via("10.30.0.0/24", "192.0.2.2"),
+            via("10.31.0.0/24", "192.0.2.2"),
+            Route::blackhole(net("10.32.0.0/26")),
+            Route::unicast(
+                net("2001:db8:30::/64"),
+                vec![NextHop::via(ip("2001:db8::2"))],
+            ),
+        ]);
+        until("four routes", PATIENCE, || {
+            show(&n).matches("proto bird").count() == 4
+        })
+        .await;
+        drop(handle);
+        task.await.unwrap();
+    });
+    // Dead: the routes persist. Someone adds a static route meanwhile.
+    let before = routes(&lab.ns, &["proto", "bird"]);
+    assert_eq!(before.lines().count(), 4, "{before}");
+    lab.ns.ip([
+        "route",
+        "add",
+        "10.33.0.0/24",
+        "via",
+        "192.0.2.3",
+        "proto",
+        "static",
+    ]);
+    let mon = RouteMonitor::start(&lab.ns);
+
+    // Second life with graceful restart: one route kept, one changed, one gone.
+    let n = name.clone();
+    in_ns(&lab.ns, move || async move {
+        let config = FibConfig {
+            reconcile: Reconcile::AfterConverged {
+                deadline: Duration::from_secs(60),
+            },
+            ..FibConfig::default()
+        };
+        let (handle, mut events, task) = start(config);
+        handle.set_all([
+            via("10.30.0.0/24", "192.0.2.2"),
+            via("10.31.0.0/24", "192.0.2.3"),
+            Route::unicast(
+                net("2001:db8:30::/64"),
+                vec![NextHop::via(ip("2001:db8::2"))],
+            ),
+        ]);
+        until("the changed route", PATIENCE, || {
+            show(&n).contains("10.31.0.0/24 via 192.0.2.3")
+        })
+        .await;
+        // Not converged yet: the stale blackhole stays.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(show(&n).contains("blackhole 10.32.0.0/26"));
+        handle.converged();
+        let stale = event(&mut events, PATIENCE, |e| match e {
+            FibEvent::Reconciled { stale } => Some(*stale),
+            _ => None,
+        })
+        .await;
+        assert_eq!(stale, 1);
+        until("the stale route to go", PATIENCE, || {
+            !show(&n).contains("10.32.0.0/26")
+        })
+        .await;
+        drop(handle);
+        task.await.unwrap();
+    });
+    let after = routes(&lab.ns, &[]);
+    assert!(
+        after
+            .lines()
+            .any(|l| l.starts_with("10.33.0.0/24 via 192.0.2.3") && l.contains("proto static")),
+        "{after}"
+    );
+    assert!(after.contains("10.30.0.0/24 via 192.0.2.2"), "{after}");
+    // Only the difference was written: nothing for the unchanged routes.
+    assert!(mon.lines_with("10.30.0.0/24").is_empty(), "{}", mon.log());
+    assert!(
+        mon.lines_with("2001:db8:30::/64").is_empty(),
+        "{}",
+        mon.log()
+    );
+    assert_eq!(mon.lines_with("10.31.0.0/24").len(), 1, "{}", mon.log());
+    assert!(mon.lines_with("10.33.0.0/24").is_empty(), "{}", mon.log());
+}
+
+#[test]
+fn a_route_deleted_or_changed_by_someone_else_comes_back() {
+    if !require_root("a_route_deleted_or_changed_by_someone_else_comes_back") {
+        return;
+    }
+    let lab = lab("fibt");
+    add_tunl0(&lab.ns);
+    let name = lab.ns.name().to_string();
+    in_ns(&lab.ns, move || async move {
+        let (handle, _events, task) = start(immediate());
+        let ipip = Route::unicast(
+            net("10.40.0.0/26"),
+            vec![NextHop::onlink(ip("198.51.100.7"), "tunl0")],
+        );
+        handle.set(ipip);
+        handle.set(Route::unicast(
+            net("2001:db8:40::/64"),
+            vec![NextHop::via(ip("2001:db8::2"))],
+        ));
+        let want = "10.40.0.0/26 via 198.51.100.7 dev tunl0 proto bird onlink";
+        until("the route", PATIENCE, || show(&name).contains(want)).await;
+
+        run(&name, &["route", "del", "10.40.0.0/26"]);
+        until("the deleted route back (1 s)", SECOND, || {
+            show(&name).contains(want)
+        })
+        .await;
+
+        run(
+            &name,
+            &[
+                "route",
+                "replace",
+                "10.40.0.0/26",
+                "via",
+                "192.0.2.3",
+                "proto",
+                "bird",
+            ],
+        );
+        until("the changed route restored (1 s)", SECOND, || {
+            show(&name).contains(want)
+        })
+        .await;
+
+        run(&name, &["-6", "route", "del", "2001:db8:40::/64"]);
+        until("the IPv6 route back (1 s)", SECOND, || {
+            show(&name).contains("2001:db8:40::/64 via 2001:db8::2")
+        })
+        .await;
+
+        // Removing it ourselves is not tampering.
+        handle.remove(Route::blackhole(net("10.40.0.0/26")).key());
+        until("our delete", PATIENCE, || {
+            !show(&name).contains("10.40.0.0/26")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!show(&name).contains("10.40.0.0/26"));
+        drop(handle);
+        task.await.unwrap();
+    });
+}
+
+fn run(ns: &str, args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Routes learned so far, by prefix, from a stream of events.
+fn learned(set: &mut HashSet<IpNet>, ev: &FibEvent) {
+    match ev {
+        FibEvent::LearnedAdded(r) => {
+            set.insert(r.prefix);
+        }
+        FibEvent::LearnedRemoved(r) => {
+            set.remove(&r.prefix);
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn learning_follows_the_interface_globs() {
+    if !require_root("learning_follows_the_interface_globs") {
+        return;
+    }
+    let lab = lab("fibl");
+    let ns = &lab.ns;
+    ns.ip([
+        "link",
+        "add",
+        "cali12345",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "calip",
+    ]);
+    ns.ip(["link", "set", "cali12345", "up"]);
+    ns.ip(["link", "set", "calip", "up"]);
+    ns.ip(["addr", "add", "169.254.1.1/30", "dev", "cali12345"]);
+    // Felix-style workload route and a static route on the uplink.
+    ns.ip([
+        "route",
+        "add",
+        "10.65.0.5/32",
+        "dev",
+        "cali12345",
+        "scope",
+        "link",
+    ]);
+    ns.ip([
+        "route",
+        "add",
+        "10.66.0.0/24",
+        "via",
+        "192.0.2.2",
+        "proto",
+        "static",
+    ]);
+    let dev = lab.dev.clone();
+    for (globs, want_cali) in [(r#"-"cali*", "*""#, false), (r#""cali*", -"*""#, true)] {
+        let dev = dev.clone();
+        let name = ns.name().to_string();
+        in_ns(ns, move || async move {
+            let patterns = InterfacePatterns::parse(globs).unwrap();
+            let (handle, mut events, task) = start(FibConfig {
+                learn: Some(patterns.clone()),
+                connected: Some(patterns),
+                ..immediate()
+            });
+            let mut seen = HashSet::new();
+            let mut connected = HashSet::new();
+            event(&mut events, PATIENCE, |e| {
+                learned(&mut seen, e);
+                if let FibEvent::ConnectedAdded(c) = e {
+                    connected.insert((c.prefix, c.ifname.clone()));
+                }
+                matches!(e, FibEvent::Reconciled { .. }).then_some(())
+            })
+            .await;
+            let cali = (net("169.254.1.0/30"), "cali12345".to_string());
+            let uplink = (net("192.0.2.0/24"), dev.clone());
+            if want_cali {
+                assert_eq!(seen, HashSet::from([net("10.65.0.5/32")]), "{globs}");
+                assert!(
+                    connected.contains(&cali) && !connected.contains(&uplink),
+                    "{connected:?}"
+                );
+            } else {
+                assert_eq!(seen, HashSet::from([net("10.66.0.0/24")]), "{globs}");
+                assert!(
+                    connected.contains(&uplink) && !connected.contains(&cali),
+                    "{connected:?}"
+                );
+            }
+            // Changes arrive as events, without polling.
+            run(
+                &name,
+                &[
+                    "route",
+                    "add",
+                    "10.65.0.6/32",
+                    "dev",
+                    "cali12345",
+                    "scope",
+                    "link",
+                ],
+            );
+            run(
+                &name,
+                &[
+                    "route",
+                    "add",
+                    "10.67.0.0/24",
+                    "via",
+                    "192.0.2.3",
+                    "proto",
+                    "static",
+                ],
+            );
+            run(&name, &["route", "del", "10.66.0.0/24"]);
+            run(&name, &["route", "del", "10.65.0.5/32"]);
+            let expect: HashSet<IpNet> = if want_cali {
+                HashSet::from([net("10.65.0.6/32")])
+            } else {
+                HashSet::from([net("10.67.0.0/24")])
+            };
+            event(&mut events, PATIENCE, |e| {
+                learned(&mut seen, e);
+                (seen == expect).then_some(())
+            })
+            .await;
+            // Put the start state back for the next round.
+            run(&name, &["route", "del", "10.65.0.6/32"]);
+            run(&name, &["route", "del", "10.67.0.0/24"]);
+            run(
+                &name,
+                &[
+                    "route",
+                    "add",
+                    "10.65.0.5/32",
+                    "dev",
+                    "cali12345",
+                    "scope",
+                    "link",
+                ],
+            );
+            run(
+                &name,
+                &[
+                    "route",
+                    "add",
+                    "10.66.0.0/24",
+                    "via",
+                    "192.0.2.2",
+                    "proto",
+                    "static",
+                ],
+            );
+            drop(handle);
+            task.await.unwrap();
+        });
+    }
+}
+
+#[test]
+fn a_full_monitor_socket_costs_one_resync_and_nothing_drifts() {
+    if !require_root("a_full_monitor_socket_costs_one_resync_and_nothing_drifts") {
+        return;
+    }
+    let lab = lab("fibo");
+    let dir = tern_tests::TempDir::new("fibo");
+    let mut batch = String::from("route del 10.50.0.0/24\n");
+    for i in 0..3000u32 {
+        batch.push_str(&format!(
+            "route add 10.{}.{}.0/24 via 192.0.2.3 proto static\n",
+            100 + i / 256,
+            i % 256
+        ));
+    }
+    let file = dir.write("storm.batch", &batch);
+    let name = lab.ns.name().to_string();
+    in_ns(&lab.ns, move || async move {
+        let (handle, mut events, task) = start(FibConfig {
+            monitor_buffer: 4096,
+            ..immediate()
+        });
+        handle.set(via("10.50.0.0/24", "192.0.2.2"));
+        let mut seen = HashSet::new();
+        event(&mut events, PATIENCE, |e| {
+            matches!(e, FibEvent::Reconciled { .. }).then_some(())
+        })
+        .await;
+        until("our route", PATIENCE, || {
+            show(&name).contains("10.50.0.0/24 via 192.0.2.2")
+        })
+        .await;
+        // Blocking this thread keeps the driver from reading while the storm fills its
+        // socket: our route's deletion is among the notifications the kernel drops.
+        let status = std::process::Command::new("ip")
+            .args(["-n", &name, "-batch"])
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(!show(&name).contains("10.50.0.0/24"));
+        event(&mut events, PATIENCE, |e| {
+            learned(&mut seen, e);
+            matches!(e, FibEvent::Resynced { overrun: true }).then_some(())
+        })
+        .await;
+        until("our route back after the resync", PATIENCE, || {
+            show(&name).contains("10.50.0.0/24 via 192.0.2.2")
+        })
+        .await;
+        // Learned state matches the kernel: every static route, reported once.
+        while let Ok(e) = events.try_recv() {
+            learned(&mut seen, &e);
+        }
+        assert_eq!(seen.len(), 3000);
+        drop(handle);
+        task.await.unwrap();
+    });
+}
+
+#[test]
+fn a_route_waiting_for_its_device_goes_in_when_the_device_appears() {
+    if !require_root("a_route_waiting_for_its_device_goes_in_when_the_device_appears") {
+        return;
+    }
+    let lab = lab("fibw");
+    let name = lab.ns.name().to_string();
+    let ns_path = lab.ns.name().to_string();
+    in_ns(&lab.ns, move || async move {
+        let (handle, mut events, task) = start(immediate());
+        let r = Route::unicast(
+            net("10.60.0.0/26"),
+            vec![NextHop::onlink(ip("198.51.100.8"), "tunl0")],
+        );
+        handle.set(r.clone());
+        // And one whose gateway is not on any link yet.
+        handle.set(via("10.61.0.0/24", "198.18.0.1"));
+        let mut failed = Vec::new();
+        event(&mut events, PATIENCE, |e| {
+            if let FibEvent::RouteFailed { key, error } = e {
+                failed.push((key.prefix, error.clone()));
+            }
+            (failed.len() == 2).then_some(())
+        })
+        .await;
+        failed.sort_by_key(|f| f.0);
+        assert_eq!(
+            failed[0],
+            (
+                net("10.60.0.0/26"),
+                RouteError::NoSuchDevice("tunl0".into())
+            )
+        );
+        assert!(failed[1].1.waits_for_device(), "{:?}", failed[1]);
+        add_tunl0_by_name(&ns_path);
+        until("the onlink route", PATIENCE, || {
+            show(&name).contains("10.60.0.0/26 via 198.51.100.8 dev tunl0 proto bird onlink")
+        })
+        .await;
+        run(&name, &["addr", "add", "198.18.0.2/24", "dev", "tunl0"]);
+        until("the route via the new subnet", PATIENCE, || {
+            show(&name).contains("10.61.0.0/24 via 198.18.0.1")
+        })
+        .await;
+        drop(handle);
+        task.await.unwrap();
+    });
+}
+
+/// `add_tunl0` for a namespace known by name (from inside a namespaced thread).
+fn add_tunl0_by_name(ns: &str) {
+    let ipip = std::process::Command::new("ip")
+        .args(["-n", ns, "link", "add", "tunl0", "type", "ipip"])
+        .output()
+        .unwrap();
+    if !ipip.status.success() {
+        run(
+            ns,
+            &[
+                "link", "add", "tunl0", "type", "veth", "peer", "name", "tunl0p",
+            ],
+        );
+        run(ns, &["link", "set", "tunl0p", "up"]);
+    }
+    run(ns, &["link", "set", "tunl0", "up"]);
+}
