@@ -163,6 +163,9 @@ pub enum Reason {
     /// AS_PATH or AS4_PATH segments malformed (RFC 7606 §7.2, RFC 6793 §6).
     #[error("malformed {0}")]
     MalformedAsPath(AttributeType),
+    /// NEXT_HOP that is not a unicast address (RFC 4271 §6.3, RFC 7606 §7.3).
+    #[error("invalid NEXT_HOP {0}")]
+    InvalidNextHop(Ipv4Addr),
     /// A well-known mandatory attribute is missing (RFC 7606 §3 d).
     #[error("missing well-known attribute {0}")]
     MissingWellKnown(AttributeType),
@@ -226,7 +229,6 @@ impl DecodeError {
         }
     }
 
-    #[allow(dead_code)] // used by the UPDATE decoder
     /// An UPDATE Message Error handled by treat-as-withdraw; the NLRI are filled in once the
     /// whole UPDATE is parsed.
     pub(crate) fn treat_as_withdraw(reason: Reason, subcode: UpdateSubcode, data: Bytes) -> Self {
@@ -241,7 +243,6 @@ impl DecodeError {
         }
     }
 
-    #[allow(dead_code)] // used by the UPDATE decoder
     /// An UPDATE Message Error handled by discarding `attribute`.
     pub(crate) fn attribute_discard(
         reason: Reason,
@@ -258,7 +259,6 @@ impl DecodeError {
         }
     }
 
-    #[allow(dead_code)] // used by the UPDATE decoder
     /// An UPDATE Message Error that resets the session.
     pub(crate) fn update_fatal(reason: Reason, subcode: UpdateSubcode, data: Bytes) -> Self {
         Self::fatal(reason, ErrorCode::UpdateMessage, subcode, data)

@@ -36,6 +36,7 @@
 pub mod attribute;
 pub mod capability;
 pub mod context;
+mod decode;
 pub mod error;
 pub mod framing;
 pub mod iana;
