@@ -24,9 +24,9 @@ use crate::state::{FibEvent, FibState, StateConfig};
 /// When stale routes of ours are deleted after start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reconcile {
-    /// At once: the desired set given before and right after start is taken as complete
-    /// once the first batch of it is written... which is only right without graceful
-    /// restart. Prefer [`Reconcile::AfterConverged`] when routes come from peers.
+    /// Right after the first dump: whatever is not desired by then is stale. Right for
+    /// owners that set their whole desired set before running the driver; owners whose
+    /// routes arrive over time (from peers) want [`Reconcile::AfterConverged`].
     Immediately,
     /// When [`FibHandle::converged`] is called, or after `deadline` (graceful restart:
     /// routes survive the restart and are pruned only once the RIB is complete).
@@ -255,6 +255,7 @@ impl Fib {
             }
             let resync = {
                 let mut st = self.shared.lock();
+                st.advance(std::time::Instant::now());
                 for m in msgs.drain(..) {
                     if matches!(m, KernelMessage::NewLink(_) | KernelMessage::DelLink(_)) {
                         self.writer.forget_devices();
@@ -315,12 +316,13 @@ impl Fib {
                 .write_with(&ops, &mut |n: &str| names.get(n).copied())
             {
                 Ok(results) => self.shared.lock().on_results(ops, results),
-                Err(e) if e.kind() == io::ErrorKind::Other || is_enobufs(&e) => {
-                    // Acks were lost: what the kernel did is unknown; look.
-                    tracing::warn!("route write acks lost ({e}); resyncing");
+                Err(e) => {
+                    // Acks lost (ENOBUFS, a timeout, a truncated datagram): what the kernel
+                    // did with this batch is unknown, so look. A socket that cannot even
+                    // dump is broken: that ends the driver with the error.
+                    tracing::warn!("route write outcome unknown ({e}); resyncing");
                     self.resync_ours()?;
                 }
-                Err(e) => return Err(e),
             }
             self.report().await;
             tokio::task::yield_now().await;
@@ -339,10 +341,6 @@ impl Fib {
             let _ = self.events.send(ev).await;
         }
     }
-}
-
-fn is_enobufs(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -61,6 +61,10 @@ pub enum RouteError {
     /// The route cannot be expressed as a request (not sent to the kernel).
     #[error("invalid route: {0}")]
     Invalid(&'static str),
+    /// Another writer keeps changing or deleting this route of ours; restoring it was
+    /// given up for now.
+    #[error("another writer keeps changing the route")]
+    Contested,
     /// The kernel refused it: errno, and its extended-ack text when it gave one.
     #[error("kernel refused the route: {} ({})", io::Error::from_raw_os_error(*errno), message.as_deref().unwrap_or("no detail"))]
     Kernel { errno: i32, message: Option<String> },
@@ -72,7 +76,7 @@ impl RouteError {
     pub fn waits_for_device(&self) -> bool {
         match self {
             RouteError::NoSuchDevice(_) => true,
-            RouteError::Invalid(_) => false,
+            RouteError::Invalid(_) | RouteError::Contested => false,
             RouteError::Kernel { errno, .. } => matches!(
                 *errno,
                 libc::ENODEV | libc::ENETDOWN | libc::ENETUNREACH | libc::EHOSTUNREACH

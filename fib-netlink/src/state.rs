@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
@@ -109,9 +110,11 @@ impl KeyQueue {
     }
 }
 
-/// How many times in a row a route is restored without its desired state changing; past
-/// this, a fight with another writer is reported rather than continued.
+/// How many times a route is restored within [`RESTORE_WINDOW`] without its desired state
+/// changing; past this, a fight with another writer is reported rather than continued
+/// (until the window has passed and the route is changed again).
 const MAX_RESTORES: u8 = 5;
+const RESTORE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Whether the kernel's `kernel` route is what `desired` asked for. A desired next hop
 /// without a device accepts whichever device the kernel chose; a device name is compared
@@ -179,7 +182,8 @@ pub struct FibState {
     kernel: HashMap<RouteKey, Route>,
     pending: KeyQueue,
     failed: HashMap<RouteKey, RouteError>,
-    restores: HashMap<RouteKey, u8>,
+    restores: HashMap<RouteKey, (Option<Instant>, u8)>,
+    now: Option<Instant>,
     converged: bool,
     links: HashMap<u32, Link>,
     names: Arc<HashMap<String, u32>>,
@@ -199,6 +203,7 @@ impl FibState {
             pending: KeyQueue::default(),
             failed: HashMap::new(),
             restores: HashMap::new(),
+            now: None,
             converged: false,
             links: HashMap::new(),
             names: Arc::new(HashMap::new()),
@@ -208,6 +213,11 @@ impl FibState {
             events: VecDeque::new(),
             needs_resync: false,
         }
+    }
+
+    /// Tells the state what time it is (the driver does, before each input).
+    pub fn advance(&mut self, now: Instant) {
+        self.now = Some(now);
     }
 
     pub fn config(&self) -> &StateConfig {
@@ -503,10 +513,22 @@ impl FibState {
                 None => present && self.converged,
             };
             if wrong && !self.pending.contains(&key) && !self.failed.contains_key(&key) {
-                let n = self.restores.entry(key).or_insert(0);
+                let now = self.now;
+                let (since, n) = self.restores.entry(key).or_insert((now, 0));
+                if let (Some(now), Some(start)) = (now, *since)
+                    && now.saturating_duration_since(start) > RESTORE_WINDOW
+                {
+                    (*since, *n) = (Some(now), 0);
+                }
                 if *n < MAX_RESTORES {
                     *n += 1;
                     self.pending.push(key);
+                } else if *n == MAX_RESTORES {
+                    *n += 1;
+                    self.events.push_back(FibEvent::RouteFailed {
+                        key,
+                        error: RouteError::Contested,
+                    });
                 }
             }
             return;
@@ -770,6 +792,8 @@ mod tests {
     #[test]
     fn our_route_deleted_by_someone_else_is_queued_again_but_not_forever() {
         let mut st = FibState::new(config());
+        let t0 = Instant::now();
+        st.advance(t0);
         st.converge();
         let r = via("10.1.0.0/24", "192.0.2.1");
         st.set(r.clone());
@@ -786,6 +810,15 @@ mod tests {
             st.poll_ops(10).is_empty(),
             "a fight is not continued forever"
         );
+        assert!(events(&mut st).contains(&FibEvent::RouteFailed {
+            key: r.key(),
+            error: RouteError::Contested
+        }));
+        // Later, a new change is restored again.
+        st.advance(t0 + RESTORE_WINDOW * 2);
+        st.on_kernel(KernelMessage::NewRoute(reported(r.clone())));
+        st.on_kernel(KernelMessage::DelRoute(reported(r.clone())));
+        assert_eq!(st.poll_ops(10), vec![RouteOp::Replace(r.clone())]);
         // A new desire resets the count.
         st.set(r.clone());
         assert_eq!(st.poll_ops(10), vec![RouteOp::Replace(r)]);

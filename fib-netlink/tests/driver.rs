@@ -596,3 +596,43 @@ fn add_tunl0_by_name(ns: &str) {
     }
     run(ns, &["link", "set", "tunl0", "up"]);
 }
+
+#[test]
+fn ecmp_routes_settle_after_one_write() {
+    if !require_root("ecmp_routes_settle_after_one_write") {
+        return;
+    }
+    let lab = lab("fibm");
+    let mon = RouteMonitor::start(&lab.ns);
+    let name = lab.ns.name().to_string();
+    in_ns(&lab.ns, move || async move {
+        let (handle, _events, task) = start(immediate());
+        handle.set(Route::unicast(
+            net("10.70.0.0/24"),
+            vec![
+                NextHop::via(ip("192.0.2.2")),
+                NextHop::via(ip("192.0.2.3")).with_weight(2),
+            ],
+        ));
+        handle.set(Route::unicast(
+            net("2001:db8:70::/64"),
+            vec![
+                NextHop::via(ip("2001:db8::2")),
+                NextHop::via(ip("2001:db8::3")),
+            ],
+        ));
+        until("both ECMP routes", PATIENCE, || {
+            let s = show(&name);
+            s.contains("10.70.0.0/24 proto bird") && s.contains("2001:db8:70::/64 proto bird")
+        })
+        .await;
+        // Give any echo-triggered rewrite a chance to happen.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        handle.inspect(|st| assert_eq!(st.pending_len(), 0));
+        drop(handle);
+        task.await.unwrap();
+    });
+    // The kernel's echo of our write matched what we asked for: no rewrites.
+    assert_eq!(mon.lines_with("10.70.0.0/24").len(), 1, "{}", mon.log());
+    assert_eq!(mon.lines_with("2001:db8:70::/64").len(), 1, "{}", mon.log());
+}
