@@ -918,14 +918,13 @@ fn merge_as4(ctx: &DecodeContext, st: &mut AttrState) {
     }
     let as4_path = st.as4_path.take();
     let as4_aggregator = st.as4_aggregator.take();
-    if let Some(agg) = &mut st.attrs.aggregator {
+    if let (Some(agg), Some(a4)) = (&mut st.attrs.aggregator, as4_aggregator) {
         if agg.asn != u32::from(AS_TRANS) {
-            // The AGGREGATOR was added by an OLD speaker: AS4 attributes are stale.
+            // An OLD speaker aggregated after the AS4 attributes were added: both are stale
+            // and AS_PATH/AGGREGATOR are taken as they are.
             return;
         }
-        if let Some(a4) = as4_aggregator {
-            *agg = a4;
-        }
+        *agg = a4;
     }
     let (Some(as4), Some(path)) = (as4_path, st.attrs.as_path.as_mut()) else {
         return;

@@ -37,11 +37,13 @@ pub mod attribute;
 pub mod capability;
 pub mod context;
 mod decode;
+mod encode;
 pub mod error;
 pub mod framing;
 pub mod iana;
 pub mod message;
 pub mod nlri;
+mod packer;
 pub mod prefix;
 
 pub use attribute::{
@@ -54,6 +56,7 @@ pub use capability::{
 pub use context::{
     AddPath, DecodeContext, EncodeContext, HEADER_LEN, MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN,
 };
+pub use encode::encode_keepalive;
 pub use error::{Action, DecodeError, EncodeError, NlriField, Reason};
 pub use framing::{frame, next_message};
 pub use iana::{
@@ -61,4 +64,5 @@ pub use iana::{
 };
 pub use message::{Decoded, Message, Notification, Open, RouteRefresh, Update};
 pub use nlri::{Family, Nlri, NlriError};
+pub use packer::UpdatePacker;
 pub use prefix::{Prefix, PrefixError};
