@@ -40,6 +40,7 @@ mod decode;
 mod encode;
 pub mod error;
 pub mod framing;
+pub mod fsm;
 pub mod iana;
 pub mod message;
 pub mod nlri;

@@ -87,6 +87,9 @@ pub enum Direction {
 }
 
 /// Inputs to the state machine (the RFC 4271 §8.1 events that are not timers).
+// An event is moved straight into `handle` and never stored, so the size of the decoded UPDATE
+// it carries costs nothing; boxing it would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// ManualStart / AutomaticStart (passive per [`SessionConfig::passive`]).
@@ -239,7 +242,10 @@ impl Conn {
     }
 
     fn open_sent(&self) -> bool {
-        matches!(self.phase, Phase::OpenSent | Phase::OpenConfirm | Phase::Established)
+        matches!(
+            self.phase,
+            Phase::OpenSent | Phase::OpenConfirm | Phase::Established
+        )
     }
 }
 
@@ -290,15 +296,19 @@ impl Session {
 
     /// The Established connection and what was negotiated on it.
     pub fn established(&self) -> Option<(ConnId, &Arc<Negotiated>)> {
-        self.conns.iter().find(|c| c.phase == Phase::Established).and_then(|c| {
-            c.negotiated.as_ref().map(|n| (c.id, n))
-        })
+        self.conns
+            .iter()
+            .find(|c| c.phase == Phase::Established)
+            .and_then(|c| c.negotiated.as_ref().map(|n| (c.id, n)))
     }
 
     /// The negotiated capabilities of a connection that has the peer's OPEN (OpenConfirm or
     /// Established): the driver decodes with its [`Negotiated::decode_context`].
     pub fn negotiated(&self, conn: ConnId) -> Option<&Arc<Negotiated>> {
-        self.conns.iter().find(|c| c.id == conn).and_then(|c| c.negotiated.as_ref())
+        self.conns
+            .iter()
+            .find(|c| c.id == conn)
+            .and_then(|c| c.negotiated.as_ref())
     }
 
     /// Connections currently open or opening.
@@ -309,11 +319,15 @@ impl Session {
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         timer::earliest(
-            [self.connect_retry.deadline(), self.idle_hold.deadline()].into_iter().chain(
-                self.conns.iter().flat_map(|c| {
-                    [c.hold.deadline(), c.keepalive.deadline(), c.delay_open.deadline()]
-                }),
-            ),
+            [self.connect_retry.deadline(), self.idle_hold.deadline()]
+                .into_iter()
+                .chain(self.conns.iter().flat_map(|c| {
+                    [
+                        c.hold.deadline(),
+                        c.keepalive.deadline(),
+                        c.delay_open.deadline(),
+                    ]
+                })),
         )
     }
 
@@ -364,7 +378,13 @@ impl Session {
             Event::Received(id, decoded) => self.on_message(id, decoded, now, &mut out),
             Event::DecodeError(id, n) => {
                 if self.conn(id).is_some() {
-                    self.fail(id, Some(n.clone()), Reason::NotificationSent(n), now, &mut out);
+                    self.fail(
+                        id,
+                        Some(n.clone()),
+                        Reason::NotificationSent(n),
+                        now,
+                        &mut out,
+                    );
                 }
             }
         }
@@ -385,14 +405,24 @@ impl Session {
         }
         let ids: Vec<ConnId> = self.conns.iter().map(|c| c.id).collect();
         for id in ids {
-            let Some(conn) = self.conn_mut(id) else { continue };
+            let Some(conn) = self.conn_mut(id) else {
+                continue;
+            };
             if conn.delay_open.fire(now) {
                 self.send_open(id, now, &mut out);
             }
-            let Some(conn) = self.conn_mut(id) else { continue };
+            let Some(conn) = self.conn_mut(id) else {
+                continue;
+            };
             if conn.hold.fire(now) {
                 let n = Notification::new(ErrorCode::HoldTimerExpired, 0);
-                self.fail(id, Some(n.clone()), Reason::NotificationSent(n), now, &mut out);
+                self.fail(
+                    id,
+                    Some(n.clone()),
+                    Reason::NotificationSent(n),
+                    now,
+                    &mut out,
+                );
                 continue;
             }
             if conn.keepalive.fire(now) {
@@ -425,7 +455,8 @@ impl Session {
     /// Starts an outbound connection attempt and the ConnectRetry timer.
     fn connect(&mut self, now: Instant, out: &mut Vec<Action>) {
         let id = self.new_id();
-        self.conns.push(Conn::new(id, Direction::Outbound, Phase::Connecting));
+        self.conns
+            .push(Conn::new(id, Direction::Outbound, Phase::Connecting));
         self.connect_retry.start(now, self.config.connect_retry);
         out.push(Action::Connect(id));
     }
@@ -474,11 +505,15 @@ impl Session {
             .map(|c| c.id)
             .collect();
         for old in old {
-            let n = Notification::new(ErrorCode::Cease, CeaseSubcode::ConnectionCollisionResolution);
+            let n = Notification::new(
+                ErrorCode::Cease,
+                CeaseSubcode::ConnectionCollisionResolution,
+            );
             self.close_conn(old, Some(n), out);
         }
         let id = self.new_id();
-        self.conns.push(Conn::new(id, Direction::Inbound, Phase::Connecting));
+        self.conns
+            .push(Conn::new(id, Direction::Inbound, Phase::Connecting));
         out.push(Action::Accept(id));
         self.tcp_up(id, now, out);
     }
@@ -486,13 +521,16 @@ impl Session {
     /// TCP is up on `id`: send our OPEN now, or start DelayOpen.
     fn tcp_up(&mut self, id: ConnId, now: Instant, out: &mut Vec<Action>) {
         let delay = self.config.delay_open;
-        let Some(conn) = self.conn_mut(id) else { return };
+        let open_hold = self.config.open_hold_time;
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         match delay {
             Some(d) if !d.is_zero() => {
                 conn.phase = Phase::DelayOpen;
                 conn.delay_open.start(now, d);
                 // While DelayOpen runs the peer's OPEN is awaited under the large hold value.
-                conn.hold.start(now, self.config.open_hold_time);
+                conn.hold.start(now, open_hold);
             }
             _ => self.send_open(id, now, out),
         }
@@ -500,7 +538,9 @@ impl Session {
 
     fn send_open(&mut self, id: ConnId, now: Instant, out: &mut Vec<Action>) {
         let open_hold = self.config.open_hold_time;
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         conn.delay_open.stop();
         conn.phase = Phase::OpenSent;
         conn.hold.start(now, open_hold);
@@ -563,7 +603,10 @@ impl Session {
             (Phase::Established, message) => {
                 self.restart_hold(id, now);
                 if !matches!(message, Message::Keepalive) {
-                    out.push(Action::Deliver(Decoded { message, errors: decoded.errors }));
+                    out.push(Action::Deliver(Decoded {
+                        message,
+                        errors: decoded.errors,
+                    }));
                 }
             }
         }
@@ -571,7 +614,14 @@ impl Session {
 
     /// The peer's OPEN on `id` (in OpenSent, or DelayOpen): check, resolve collisions,
     /// negotiate, and move to OpenConfirm.
-    fn on_open(&mut self, id: ConnId, phase: Phase, open: Open, now: Instant, out: &mut Vec<Action>) {
+    fn on_open(
+        &mut self,
+        id: ConnId,
+        phase: Phase,
+        open: Open,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         if let Err(n) = check_open(&self.config, &open) {
             if phase == Phase::DelayOpen {
                 // §8.2.2: with DelayOpen running our OPEN goes out first, then the error.
@@ -589,7 +639,9 @@ impl Session {
         let negotiated = Arc::new(negotiate(&self.config, &open));
         let hold = u64::from(negotiated.hold_time);
         let keepalive = u64::from(negotiated.keepalive_time);
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         conn.delay_open.stop();
         conn.phase = Phase::OpenConfirm;
         conn.negotiated = Some(negotiated);
@@ -607,8 +659,17 @@ impl Session {
     /// RFC 4271 §6.8: the peer's OPEN arrived on `id`; if another connection already has the
     /// peer's OPEN, keep the one opened by the side with the higher BGP identifier. Returns
     /// whether `id` survives.
-    fn resolve_collision(&mut self, id: ConnId, open: &Open, now: Instant, out: &mut Vec<Action>) -> bool {
-        let collision = Notification::new(ErrorCode::Cease, CeaseSubcode::ConnectionCollisionResolution);
+    fn resolve_collision(
+        &mut self,
+        id: ConnId,
+        open: &Open,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let collision = Notification::new(
+            ErrorCode::Cease,
+            CeaseSubcode::ConnectionCollisionResolution,
+        );
         let Some(other) = self
             .conns
             .iter()
@@ -618,7 +679,10 @@ impl Session {
         };
         let other_id = other.id;
         if other.phase == Phase::Established {
-            let gr = other.negotiated.as_ref().is_some_and(|n| n.graceful_restart.is_some());
+            let gr = other
+                .negotiated
+                .as_ref()
+                .is_some_and(|n| n.graceful_restart.is_some());
             if gr {
                 // RFC 4724 §4.2: the peer restarted; drop the old session, keep its routes.
                 self.close_conn(other_id, None, out);
@@ -626,20 +690,34 @@ impl Session {
                 self.reason = Reason::PeerRestarted;
                 return true;
             }
-            self.fail(id, Some(collision.clone()), Reason::NotificationSent(collision), now, out);
+            self.fail(
+                id,
+                Some(collision.clone()),
+                Reason::NotificationSent(collision),
+                now,
+                out,
+            );
             return false;
         }
-        let Some(this_dir) = self.conn(id).map(|c| c.dir) else { return false };
+        let Some(this_dir) = self.conn(id).map(|c| c.dir) else {
+            return false;
+        };
         // The connection initiated by the higher identifier survives.
         let keep_ours = u32::from(self.config.local_id) > u32::from(open.bgp_id);
-        let loser = if (this_dir == Direction::Outbound) == keep_ours { other_id } else { id };
+        let loser = if (this_dir == Direction::Outbound) == keep_ours {
+            other_id
+        } else {
+            id
+        };
         self.close_conn(loser, Some(collision.clone()), out);
         self.reason = Reason::NotificationSent(collision);
         loser != id
     }
 
     fn on_established(&mut self, id: ConnId, now: Instant, out: &mut Vec<Action>) {
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         conn.phase = Phase::Established;
         let negotiated = conn.negotiated.clone();
         self.restart_hold(id, now);
@@ -661,8 +739,13 @@ impl Session {
     }
 
     fn restart_hold(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.conn_mut(id) else { return };
-        let hold = conn.negotiated.as_ref().map_or(0, |n| u64::from(n.hold_time));
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        let hold = conn
+            .negotiated
+            .as_ref()
+            .map_or(0, |n| u64::from(n.hold_time));
         if hold > 0 {
             conn.hold.start(now, Duration::from_secs(hold));
         }
@@ -675,7 +758,14 @@ impl Session {
 
     /// A protocol error (or loss of an OpenConfirm/Established connection) on `id`: send the
     /// NOTIFICATION if any, close, and when nothing else is in flight go Idle with back-off.
-    fn fail(&mut self, id: ConnId, n: Option<Notification>, reason: Reason, now: Instant, out: &mut Vec<Action>) {
+    fn fail(
+        &mut self,
+        id: ConnId,
+        n: Option<Notification>,
+        reason: Reason,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let was_established = self.conn(id).is_some_and(|c| c.phase == Phase::Established);
         self.close_conn(id, n, out);
         if was_established {
@@ -686,7 +776,9 @@ impl Session {
             self.connect_retry.stop();
             if self.enabled {
                 let wait = match self.last_backoff {
-                    Some((prev, at)) if now.saturating_duration_since(at) < self.config.idle_hold.forget => {
+                    Some((prev, at))
+                        if now.saturating_duration_since(at) < self.config.idle_hold.forget =>
+                    {
                         self.config.idle_hold.next(Some(prev))
                     }
                     _ => self.config.idle_hold.next(None),
@@ -711,8 +803,11 @@ impl Session {
     }
 
     fn shut_all(&mut self, n: &Notification, out: &mut Vec<Action>) {
-        let ids: Vec<(ConnId, bool)> =
-            self.conns.iter().map(|c| (c.id, c.phase == Phase::Established)).collect();
+        let ids: Vec<(ConnId, bool)> = self
+            .conns
+            .iter()
+            .map(|c| (c.id, c.phase == Phase::Established))
+            .collect();
         for (id, established) in ids {
             self.close_conn(id, Some(n.clone()), out);
             if established {
@@ -725,7 +820,11 @@ impl Session {
     fn report(&mut self, out: &mut Vec<Action>) {
         let now = self.derive_state();
         if now != self.state {
-            out.push(Action::StateChange { from: self.state, to: now, reason: self.reason.clone() });
+            out.push(Action::StateChange {
+                from: self.state,
+                to: now,
+                reason: self.reason.clone(),
+            });
             self.state = now;
         }
     }

@@ -90,8 +90,11 @@ fn add_path_of(families: &[Family]) -> AddPath {
 /// The OPEN we send (RFC 4271 §4.2) for `config`.
 pub fn local_open(config: &SessionConfig) -> Open {
     let caps = &config.capabilities;
-    let mut capabilities: Vec<Capability> =
-        caps.families.iter().map(|f| Capability::Multiprotocol(*f)).collect();
+    let mut capabilities: Vec<Capability> = caps
+        .families
+        .iter()
+        .map(|f| Capability::Multiprotocol(*f))
+        .collect();
     if caps.route_refresh {
         capabilities.push(Capability::RouteRefresh);
     }
@@ -127,7 +130,11 @@ pub fn local_open(config: &SessionConfig) -> Open {
 }
 
 fn open_error(subcode: OpenSubcode, data: Vec<u8>) -> Notification {
-    Notification { code: ErrorCode::OpenMessage, subcode: subcode.into(), data: data.into() }
+    Notification {
+        code: ErrorCode::OpenMessage,
+        subcode: subcode.into(),
+        data: data.into(),
+    }
 }
 
 /// RFC 4271 §6.2 checks of the peer's OPEN that need our configuration (the codec already
@@ -145,11 +152,17 @@ pub fn check_open(config: &SessionConfig, open: &Open) -> Result<(), Notificatio
         u16::try_from(config.peer_as).map_or(u32::from(AS_TRANS), u32::from)
     };
     if peer_as != expected {
-        return Err(open_error(OpenSubcode::BadPeerAs, open.my_as.to_be_bytes().to_vec()));
+        return Err(open_error(
+            OpenSubcode::BadPeerAs,
+            open.my_as.to_be_bytes().to_vec(),
+        ));
     }
     // RFC 6286 §2.2 / RFC 4271 §6.2: zero, or our own identifier, is a Bad BGP Identifier.
     if open.bgp_id.is_unspecified() || open.bgp_id == config.local_id {
-        return Err(open_error(OpenSubcode::BadBgpIdentifier, open.bgp_id.octets().to_vec()));
+        return Err(open_error(
+            OpenSubcode::BadBgpIdentifier,
+            open.bgp_id.octets().to_vec(),
+        ));
     }
     // RFC 4271 §6.2: a non-zero hold time below what we accept (never 1 or 2).
     let min_hold = config.min_hold_time.max(3);
@@ -184,20 +197,26 @@ pub fn negotiate(config: &SessionConfig, peer: &Open) -> Negotiated {
     };
 
     let four_octet_as = caps.four_octet_as && peer.four_octet_as().is_some();
-    let peer_as = if four_octet_as { peer.asn() } else { u32::from(peer.my_as) };
+    let peer_as = if four_octet_as {
+        peer.asn()
+    } else {
+        u32::from(peer.my_as)
+    };
 
     let mut peer_families: Vec<Family> = peer.multiprotocol().collect();
     if peer_families.is_empty() {
         peer_families.push(Family::IPV4_UNICAST);
     }
-    let families: Vec<Family> =
-        caps.families.iter().copied().filter(|f| peer_families.contains(f)).collect();
+    let families: Vec<Family> = caps
+        .families
+        .iter()
+        .copied()
+        .filter(|f| peer_families.contains(f))
+        .collect();
 
     let peer_add_path = |family: Family| {
         peer_caps.iter().find_map(|c| match c {
-            Capability::AddPath(list) => {
-                list.iter().find(|a| a.family == family).map(|a| a.mode)
-            }
+            Capability::AddPath(list) => list.iter().find(|a| a.family == family).map(|a| a.mode),
             _ => None,
         })
     };
@@ -250,22 +269,21 @@ pub fn negotiate(config: &SessionConfig, peer: &Open) -> Negotiated {
             _ => None,
         }),
     };
-    let long_lived_graceful_restart = if graceful_restart.is_some()
-        && !caps.long_lived_graceful_restart.is_empty()
-    {
-        peer_caps
-            .iter()
-            .filter_map(|c| match c {
-                Capability::LongLivedGracefulRestart(list) => Some(list),
-                _ => None,
-            })
-            .flatten()
-            .filter(|f| families.contains(&f.family))
-            .copied()
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let long_lived_graceful_restart =
+        if graceful_restart.is_some() && !caps.long_lived_graceful_restart.is_empty() {
+            peer_caps
+                .iter()
+                .filter_map(|c| match c {
+                    Capability::LongLivedGracefulRestart(list) => Some(list),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|f| families.contains(&f.family))
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
 
     Negotiated {
         local_as: config.local_as,
