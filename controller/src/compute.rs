@@ -1550,12 +1550,18 @@ mod tests {
 
     #[test]
     fn hashed_router_id_matches_confd() {
-        // SHA-256("kube-master") starts 0xf0…: above 223, so 32 is subtracted.
-        let h = Sha256::digest(b"kube-master");
-        let id = hash_router_id("kube-master");
-        let first = if h[0] > 223 { h[0] - 32 } else { h[0] };
-        assert_eq!(id.octets(), [first, h[1], h[2], h[3]]);
-        assert!(id.octets()[0] <= 223);
+        // Calico's golden `mesh/hash/bird.cfg` for node kube-master.
+        assert_eq!(hash_router_id("kube-master"), Ipv4Addr::new(25, 79, 212, 8));
+        // Names whose hash starts above 223 are moved out of the multicast/reserved range.
+        let name = (0..1000)
+            .map(|i| format!("node-{i}"))
+            .find(|n| Sha256::digest(n.as_bytes())[0] > 223)
+            .unwrap();
+        let h = Sha256::digest(name.as_bytes());
+        assert_eq!(
+            hash_router_id(&name).octets(),
+            [h[0] - 32, h[1], h[2], h[3]]
+        );
     }
 
     #[test]

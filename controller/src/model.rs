@@ -137,7 +137,9 @@ impl Resource {
 
     /// Parse one document (already decoded from YAML or JSON). `source` names where it came from
     /// for error messages. Lists yield several resources.
-    pub fn parse(doc: Value, source: &str) -> Vec<Result<Resource, Problem>> {
+    pub fn parse(mut doc: Value, source: &str) -> Vec<Result<Resource, Problem>> {
+        // Go decoders read `null` as the zero value; so do we, by dropping null members.
+        drop_nulls(&mut doc);
         let kind = doc
             .get("kind")
             .and_then(Value::as_str)
@@ -411,6 +413,17 @@ impl Resource {
             | Resource::EndpointSlice(_)
             | Resource::CalicoNodeStatus(_) => Ok(()),
         }
+    }
+}
+
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 

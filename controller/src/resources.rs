@@ -23,14 +23,35 @@ pub struct ObjectMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Labels.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_map")]
     pub labels: BTreeMap<String, String>,
     /// Annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_map")]
     pub annotations: BTreeMap<String, String>,
     /// Resource version (datastore revision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_version: Option<String>,
+}
+
+/// A map of strings where YAML scalars of other types are read as their text, as Kubernetes'
+/// YAML decoding does for string fields (`routeReflector: true` is the label value `"true"`).
+pub fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(de::Error::custom(format!(
+                        "value of {k:?} must be a string, not {other}"
+                    )));
+                }
+            };
+            Ok((k, s))
+        })
+        .collect()
 }
 
 /// A 32-bit AS number as Calico accepts it: an integer, a decimal string or asdot `a.b`.
@@ -322,7 +343,7 @@ pub struct BgpPeerSpec {
     #[serde(default)]
     pub keepalive_time: Option<GoDuration>,
     /// `allow local as N`.
-    #[serde(default)]
+    #[serde(default, rename = "numAllowedLocalASNumbers")]
     pub num_allowed_local_as_numbers: Option<i32>,
     /// GTSM hop count.
     #[serde(default)]
@@ -630,7 +651,7 @@ pub struct Secret {
     #[serde(default)]
     pub data: BTreeMap<String, String>,
     /// Plain values (merged over `data`, as the API server does).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_map")]
     pub string_data: BTreeMap<String, String>,
 }
 
@@ -667,6 +688,9 @@ pub struct ServiceSpec {
     /// `Cluster` (default) or `Local`.
     #[serde(default)]
     pub external_traffic_policy: String,
+    /// IP families (`IPv4`, `IPv6`); defaulted from the cluster IPs when absent.
+    #[serde(default)]
+    pub ip_families: Vec<String>,
     /// Requested LB IP.
     #[serde(default, rename = "loadBalancerIP")]
     pub load_balancer_ip: String,

@@ -166,11 +166,22 @@ fn defaults(svc: &Service) -> Defaulted {
     } else {
         Vec::new()
     };
-    let families = cluster_ips
-        .iter()
-        .filter_map(|ip| ip.parse::<IpAddr>().ok())
-        .map(|a| if a.is_ipv4() { "IPv4" } else { "IPv6" })
-        .collect();
+    let families = if !s.ip_families.is_empty() {
+        s.ip_families
+            .iter()
+            .filter_map(|f| match f.as_str() {
+                "IPv4" => Some("IPv4"),
+                "IPv6" => Some("IPv6"),
+                _ => None,
+            })
+            .collect()
+    } else {
+        cluster_ips
+            .iter()
+            .filter_map(|ip| ip.parse::<IpAddr>().ok())
+            .map(|a| if a.is_ipv4() { "IPv4" } else { "IPv6" })
+            .collect()
+    };
     let traffic_policy = match service_type.as_str() {
         "LoadBalancer" | "NodePort" if s.external_traffic_policy.is_empty() => {
             "Cluster".to_string()
