@@ -407,6 +407,8 @@ mod tests {
         check("a == 'x'&&b=='y'", &[("a", "x"), ("b", "y")], true);
         check("k notin {'a'}", &[("k", "b")], true);
         check("k in {}", &[("k", "b")], false);
+        // Calico also accepts the two-word operators written as one word.
+        check("k startswith 'a'", &[("k", "ab")], true);
     }
 
     #[test]
