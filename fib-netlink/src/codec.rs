@@ -74,6 +74,8 @@ pub(crate) struct Header {
     pub kind: u16,
     pub flags: u16,
     pub seq: u32,
+    /// `nlmsg_pid`: in a notification, the port of the socket whose request caused it.
+    pub pid: u32,
 }
 
 pub(crate) fn put_header(buf: &mut [u8], h: Header) {
@@ -105,6 +107,7 @@ pub(crate) fn messages(buf: &[u8]) -> impl Iterator<Item = (Header, &[u8])> {
             kind: read_u16(rest, 4)?,
             flags: read_u16(rest, 6)?,
             seq: read_u32(rest, 8)?,
+            pid: read_u32(rest, 12)?,
         };
         let payload = &rest[NLMSG_HDRLEN..len];
         let aligned = (len + 3) & !3;
@@ -286,6 +289,7 @@ pub(crate) fn push_route_request(
             kind,
             flags,
             seq,
+            pid: 0,
         },
     );
     msg.emit(&mut buf[start + NLMSG_HDRLEN..start + len]);
@@ -308,6 +312,7 @@ pub(crate) fn dump_request(kind: u16, family: u8, seq: u32, protocol: Option<u8>
             kind,
             flags: NLM_F_REQUEST | NLM_F_DUMP,
             seq,
+            pid: 0,
         },
     );
     buf[NLMSG_HDRLEN] = family;

@@ -172,9 +172,12 @@ impl Fib {
         // `AsyncFd::new` is deprecated for types that could close their descriptor while
         // registered; `Monitor` owns its socket and only drops it with the `AsyncFd`, so
         // the descriptor outlives the registration (the safe alternative is `unsafe`).
-        #[allow(deprecated)]
-        let monitor = AsyncFd::new(Monitor(MonitorSocket::new(config.monitor_buffer)?))?;
         let writer = RouteSocket::new()?;
+        #[allow(deprecated)]
+        let monitor = AsyncFd::new(Monitor(MonitorSocket::new(
+            config.monitor_buffer,
+            writer.port(),
+        )?))?;
         let state = FibState::new(StateConfig {
             protocol: config.protocol,
             tables: config.tables.clone(),

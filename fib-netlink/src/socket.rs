@@ -116,6 +116,7 @@ pub struct RouteSocket {
     recv: Vec<u8>,
     names: HashMap<String, u32>,
     batch_bytes: usize,
+    port: u32,
 }
 
 impl std::fmt::Debug for RouteSocket {
@@ -133,6 +134,8 @@ pub const DEFAULT_BATCH_BYTES: usize = 64 * 1024;
 impl RouteSocket {
     pub fn new() -> io::Result<RouteSocket> {
         let sock = open(&[], 8 << 20)?;
+        let mut addr = SocketAddr::new(0, 0);
+        sock.get_address(&mut addr)?;
         // Failures echo only the request header, plus the kernel's explanation.
         sock.set_cap_ack(true)?;
         sock.set_ext_ack(true)?;
@@ -149,7 +152,14 @@ impl RouteSocket {
             recv: vec![0; 256 * 1024],
             names: HashMap::new(),
             batch_bytes: DEFAULT_BATCH_BYTES,
+            port: addr.port_number(),
         })
+    }
+
+    /// The netlink port of this socket: the kernel's notifications of the changes written
+    /// here carry it in `nlmsg_pid`.
+    pub fn port(&self) -> u32 {
+        self.port
     }
 
     /// Sets how many bytes of requests go into one `sendmsg` (at least one request).
@@ -392,10 +402,31 @@ pub(crate) enum MonitorRead {
 pub(crate) struct MonitorSocket {
     pub(crate) sock: Socket,
     recv: Vec<u8>,
+    own_port: u32,
+}
+
+/// A classic BPF program for the monitor socket that drops notifications caused by our own
+/// writer (`nlmsg_pid == port`): our echoes neither cost a wake-up nor fill the buffer, so
+/// a bulk load does not overrun it. BIRD skips its own echoes likewise. Each notification
+/// is its own datagram, so the first header is the only one.
+fn drop_own_echoes(port: u32) -> [socket2::SockFilter; 4] {
+    const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS: A = ntohl(packet[k..k+4])
+    const BPF_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K: keep k bytes
+    // The load reads big-endian; nlmsg_pid is in host order.
+    let wire = u32::from_be_bytes(port.to_ne_bytes());
+    [
+        socket2::SockFilter::new(BPF_LD_W_ABS, 0, 0, 12),
+        socket2::SockFilter::new(BPF_JEQ_K, 0, 1, wire),
+        socket2::SockFilter::new(BPF_RET_K, 0, 0, 0),
+        socket2::SockFilter::new(BPF_RET_K, 0, 0, u32::MAX),
+    ]
 }
 
 impl MonitorSocket {
-    pub(crate) fn new(rcvbuf: usize) -> io::Result<MonitorSocket> {
+    /// Subscribes to routes, links and addresses, ignoring what the socket with port
+    /// `own_port` (our writer) causes.
+    pub(crate) fn new(rcvbuf: usize, own_port: u32) -> io::Result<MonitorSocket> {
         let sock = open(
             &[
                 RTNLGRP_LINK,
@@ -407,9 +438,14 @@ impl MonitorSocket {
             rcvbuf,
         )?;
         sock.set_non_blocking(true)?;
+        // Best effort: without the filter the echoes are skipped when read instead.
+        if let Err(e) = socket2::SockRef::from(&sock).attach_filter(&drop_own_echoes(own_port)) {
+            tracing::warn!("cannot filter our own route echoes in the kernel: {e}");
+        }
         Ok(MonitorSocket {
             sock,
             recv: vec![0; 256 * 1024],
+            own_port,
         })
     }
 
@@ -424,6 +460,9 @@ impl MonitorSocket {
             }
             Ok(n) => {
                 for (h, payload) in codec::messages(&self.recv[..n]) {
+                    if h.pid == self.own_port && h.pid != 0 {
+                        continue;
+                    }
                     if let Some(m) = codec::decode(h.kind, payload) {
                         out.push(m);
                     }

@@ -278,6 +278,11 @@ impl FibState {
         self.kernel.values()
     }
 
+    /// How many routes of ours the kernel holds (as last reported or written).
+    pub fn kernel_len(&self) -> usize {
+        self.kernel.len()
+    }
+
     /// Routes waiting for a device (or an address) to appear.
     pub fn failed(&self) -> impl Iterator<Item = (&RouteKey, &RouteError)> {
         self.failed.iter()

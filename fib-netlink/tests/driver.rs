@@ -598,6 +598,49 @@ fn add_tunl0_by_name(ns: &str) {
 }
 
 #[test]
+fn our_own_writes_do_not_overrun_a_small_monitor_socket() {
+    if !require_root("our_own_writes_do_not_overrun_a_small_monitor_socket") {
+        return;
+    }
+    let lab = lab("fibs");
+    let name = lab.ns.name().to_string();
+    in_ns(&lab.ns, move || async move {
+        let (handle, mut events, task) = start(FibConfig {
+            monitor_buffer: 4096,
+            ..immediate()
+        });
+        event(&mut events, PATIENCE, |e| {
+            matches!(e, FibEvent::Reconciled { .. }).then_some(())
+        })
+        .await;
+        handle.set_all((0..3000u32).map(|i| {
+            via(
+                &format!("10.{}.{}.0/24", 100 + i / 256, i % 256),
+                "192.0.2.2",
+            )
+        }));
+        until("3000 routes", PATIENCE, || {
+            handle.inspect(|st| st.kernel_len() == 3000 && st.pending_len() == 0)
+        })
+        .await;
+        assert_eq!(show(&name).matches("proto bird").count(), 3000);
+        // The kernel drops our echoes before they reach the monitor: no overrun, no resync.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Ok(e) = events.try_recv() {
+            assert!(!matches!(e, FibEvent::Resynced { .. }), "{e:?}");
+        }
+        // Someone else's change still gets through.
+        run(&name, &["route", "del", "10.100.7.0/24"]);
+        until("the route back", PATIENCE, || {
+            show(&name).contains("10.100.7.0/24 via 192.0.2.2")
+        })
+        .await;
+        drop(handle);
+        task.await.unwrap();
+    });
+}
+
+#[test]
 fn ecmp_routes_settle_after_one_write() {
     if !require_root("ecmp_routes_settle_after_one_write") {
         return;
