@@ -13,10 +13,21 @@ use proptest::prelude::*;
 
 fn contexts() -> impl Strategy<Value = (DecodeContext, EncodeContext)> {
     (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(four, v4, v6, ext)| {
-        let add_path = AddPath { ipv4_unicast: v4, ipv6_unicast: v6 };
+        let add_path = AddPath {
+            ipv4_unicast: v4,
+            ipv6_unicast: v6,
+        };
         (
-            DecodeContext { four_octet_as: four, add_path, extended_messages: ext },
-            EncodeContext { four_octet_as: four, add_path, extended_messages: ext },
+            DecodeContext {
+                four_octet_as: four,
+                add_path,
+                extended_messages: ext,
+            },
+            EncodeContext {
+                four_octet_as: four,
+                add_path,
+                extended_messages: ext,
+            },
         )
     })
 }
@@ -30,27 +41,38 @@ fn v6_prefix() -> impl Strategy<Value = Prefix> {
 }
 
 fn nlri(p: impl Strategy<Value = Prefix>, max: usize) -> impl Strategy<Value = Vec<Nlri>> {
-    vec((p, any::<u32>()).prop_map(|(prefix, id)| Nlri::with_path_id(prefix, id)), 0..max)
+    vec(
+        (p, any::<u32>()).prop_map(|(prefix, id)| Nlri::with_path_id(prefix, id)),
+        0..max,
+    )
 }
 
 fn unicast_v4() -> impl Strategy<Value = Ipv4Addr> {
     any::<u32>()
         .prop_map(Ipv4Addr::from)
-        .prop_filter("unicast", |a| !a.is_unspecified() && !a.is_multicast() && !a.is_broadcast())
+        .prop_filter("unicast", |a| {
+            !a.is_unspecified() && !a.is_multicast() && !a.is_broadcast()
+        })
 }
 
 fn segment(kinds: &'static [u8], max_as: u32) -> impl Strategy<Value = AsSegment> {
-    (proptest::sample::select(kinds), vec(0..=max_as, 1..6))
-        .prop_map(|(k, asns)| AsSegment { kind: SegmentType::from(k), asns })
+    (proptest::sample::select(kinds), vec(0..=max_as, 1..6)).prop_map(|(k, asns)| AsSegment {
+        kind: SegmentType::from(k),
+        asns,
+    })
 }
 
 fn as_path() -> impl Strategy<Value = AsPath> {
     // Confederation segments lead, as RFC 5065 puts them; their ASes stay 2-octet so that
     // 2-octet sessions carry them exactly.
-    (vec(segment(&[3, 4], 65535), 0..2), vec(segment(&[1, 2], u32::MAX), 0..4)).prop_map(|(mut c, s)| {
-        c.extend(s);
-        AsPath { segments: c }
-    })
+    (
+        vec(segment(&[3, 4], 65535), 0..2),
+        vec(segment(&[1, 2], u32::MAX), 0..4),
+    )
+        .prop_map(|(mut c, s)| {
+            c.extend(s);
+            AsPath { segments: c }
+        })
 }
 
 fn next_hop() -> impl Strategy<Value = NextHop> {
@@ -71,7 +93,12 @@ fn attributes() -> impl Strategy<Value = PathAttributes> {
         option::of(any::<u32>()),
         option::of(any::<u32>()),
         any::<bool>(),
-        option::of((any::<u32>(), any::<u32>()).prop_map(|(asn, a)| Aggregator { asn, address: a.into() })),
+        option::of(
+            (any::<u32>(), any::<u32>()).prop_map(|(asn, a)| Aggregator {
+                asn,
+                address: a.into(),
+            }),
+        ),
         vec(any::<u32>().prop_map(Community), 0..5),
     );
     let b = (
@@ -90,35 +117,47 @@ fn attributes() -> impl Strategy<Value = PathAttributes> {
         proptest::sample::subsequence(vec![11u8, 12, 20, 25, 40, 128, 200, 255], 0..3),
         vec(vec(any::<u8>(), 0..300), 3),
     );
-    (a, b).prop_map(|((origin, as_path, next_hop, med, local_pref, atomic, aggregator, communities), b)| {
-        let (originator_id, cluster_list, extended_communities, large_communities, otc, codes, values) = b;
-        let unknown = codes
-            .into_iter()
-            .zip(values)
-            .map(|(type_code, v)| RawAttribute {
-                flags: attribute::flags::OPTIONAL | attribute::flags::TRANSITIVE | attribute::flags::PARTIAL,
-                type_code,
-                value: Bytes::from(v),
-            })
-            .collect();
-        PathAttributes {
-            origin: Some(origin),
-            as_path: Some(as_path),
-            next_hop,
-            mp_next_hop: None,
-            med,
-            local_pref,
-            atomic_aggregate: atomic,
-            aggregator,
-            communities,
-            originator_id,
-            cluster_list,
-            extended_communities,
-            large_communities,
-            otc,
-            unknown,
-        }
-    })
+    (a, b).prop_map(
+        |((origin, as_path, next_hop, med, local_pref, atomic, aggregator, communities), b)| {
+            let (
+                originator_id,
+                cluster_list,
+                extended_communities,
+                large_communities,
+                otc,
+                codes,
+                values,
+            ) = b;
+            let unknown = codes
+                .into_iter()
+                .zip(values)
+                .map(|(type_code, v)| RawAttribute {
+                    flags: attribute::flags::OPTIONAL
+                        | attribute::flags::TRANSITIVE
+                        | attribute::flags::PARTIAL,
+                    type_code,
+                    value: Bytes::from(v),
+                })
+                .collect();
+            PathAttributes {
+                origin: Some(origin),
+                as_path: Some(as_path),
+                next_hop,
+                mp_next_hop: None,
+                med,
+                local_pref,
+                atomic_aggregate: atomic,
+                aggregator,
+                communities,
+                originator_id,
+                cluster_list,
+                extended_communities,
+                large_communities,
+                otc,
+                unknown,
+            }
+        },
+    )
 }
 
 /// Drops path identifiers where the context has no ADD-PATH, as the decoder would.
@@ -132,37 +171,72 @@ fn fit_path_ids(list: &mut [Nlri], on: bool) {
 
 fn update(ctx: EncodeContext) -> impl Strategy<Value = Update> {
     let mp_reach = option::of(prop_oneof![
-        (next_hop(), nlri(v4_prefix(), 20)).prop_map(|(nh, n)| (nh, MpReach { family: Family::IPV4_UNICAST, nlri: n })),
+        (next_hop(), nlri(v4_prefix(), 20)).prop_map(|(nh, n)| (
+            nh,
+            MpReach {
+                family: Family::IPV4_UNICAST,
+                nlri: n
+            }
+        )),
         (next_hop(), nlri(v6_prefix(), 20)).prop_map(|(nh, n)| {
             let nh = match nh {
-                NextHop::V4(_) => NextHop::V6 { global: Ipv6Addr::LOCALHOST, link_local: None },
+                NextHop::V4(_) => NextHop::V6 {
+                    global: Ipv6Addr::LOCALHOST,
+                    link_local: None,
+                },
                 v6 => v6,
             };
-            (nh, MpReach { family: Family::IPV6_UNICAST, nlri: n })
+            (
+                nh,
+                MpReach {
+                    family: Family::IPV6_UNICAST,
+                    nlri: n,
+                },
+            )
         }),
     ]);
     let mp_unreach = option::of(prop_oneof![
-        nlri(v4_prefix(), 20).prop_map(|w| MpUnreach { family: Family::IPV4_UNICAST, withdrawn: w }),
-        nlri(v6_prefix(), 20).prop_map(|w| MpUnreach { family: Family::IPV6_UNICAST, withdrawn: w }),
+        nlri(v4_prefix(), 20).prop_map(|w| MpUnreach {
+            family: Family::IPV4_UNICAST,
+            withdrawn: w
+        }),
+        nlri(v6_prefix(), 20).prop_map(|w| MpUnreach {
+            family: Family::IPV6_UNICAST,
+            withdrawn: w
+        }),
     ]);
-    (nlri(v4_prefix(), 20), attributes(), nlri(v4_prefix(), 20), mp_reach, mp_unreach, unicast_v4()).prop_map(
-        move |(mut withdrawn, mut attributes, mut nlri, mp_reach, mut mp_unreach, nh)| {
-            fit_path_ids(&mut withdrawn, ctx.add_path.ipv4_unicast);
-            fit_path_ids(&mut nlri, ctx.add_path.ipv4_unicast);
-            if !nlri.is_empty() && attributes.next_hop.is_none() {
-                attributes.next_hop = Some(nh);
-            }
-            let mp_reach = mp_reach.map(|(nh, mut m)| {
-                fit_path_ids(&mut m.nlri, ctx.add_path.enabled(m.family));
-                attributes.mp_next_hop = Some(nh);
-                m
-            });
-            if let Some(m) = &mut mp_unreach {
-                fit_path_ids(&mut m.withdrawn, ctx.add_path.enabled(m.family));
-            }
-            Update { withdrawn, attributes, nlri, mp_reach, mp_unreach }
-        },
+    (
+        nlri(v4_prefix(), 20),
+        attributes(),
+        nlri(v4_prefix(), 20),
+        mp_reach,
+        mp_unreach,
+        unicast_v4(),
     )
+        .prop_map(
+            move |(mut withdrawn, mut attributes, mut nlri, mp_reach, mut mp_unreach, nh)| {
+                fit_path_ids(&mut withdrawn, ctx.add_path.ipv4_unicast);
+                fit_path_ids(&mut nlri, ctx.add_path.ipv4_unicast);
+                if !nlri.is_empty() && attributes.next_hop.is_none() {
+                    attributes.next_hop = Some(nh);
+                }
+                let mp_reach = mp_reach.map(|(nh, mut m)| {
+                    fit_path_ids(&mut m.nlri, ctx.add_path.enabled(m.family));
+                    attributes.mp_next_hop = Some(nh);
+                    m
+                });
+                if let Some(m) = &mut mp_unreach {
+                    fit_path_ids(&mut m.withdrawn, ctx.add_path.enabled(m.family));
+                }
+                Update {
+                    withdrawn,
+                    attributes,
+                    nlri,
+                    mp_reach,
+                    mp_unreach,
+                }
+            },
+        )
 }
 
 fn family() -> impl Strategy<Value = Family> {
@@ -178,34 +252,64 @@ fn capability() -> impl Strategy<Value = Capability> {
         Just(Capability::EnhancedRouteRefresh),
         any::<u8>().prop_map(|r| Capability::Role(Role::from(r))),
         any::<u32>().prop_map(Capability::FourOctetAs),
-        vec((any::<u16>(), any::<u16>(), any::<u16>()), 0..4).prop_map(|v| Capability::ExtendedNextHop(
-            v.into_iter()
-                .map(|(a, s, n)| ExtendedNextHop { nlri_afi: a, nlri_safi: s, next_hop_afi: n })
-                .collect()
-        )),
-        (any::<bool>(), any::<bool>(), 0u16..4096, vec((family(), any::<bool>()), 0..4)).prop_map(|(r, n, t, f)| {
-            Capability::GracefulRestart(GracefulRestart {
-                restart_state: r,
-                notification: n,
-                restart_time: t,
-                families: f
-                    .into_iter()
-                    .map(|(family, fw)| GracefulRestartFamily { family, forwarding_preserved: fw })
+        vec((any::<u16>(), any::<u16>(), any::<u16>()), 0..4).prop_map(|v| {
+            Capability::ExtendedNextHop(
+                v.into_iter()
+                    .map(|(a, s, n)| ExtendedNextHop {
+                        nlri_afi: a,
+                        nlri_safi: s,
+                        next_hop_afi: n,
+                    })
                     .collect(),
-            })
+            )
         }),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            0u16..4096,
+            vec((family(), any::<bool>()), 0..4)
+        )
+            .prop_map(|(r, n, t, f)| {
+                Capability::GracefulRestart(GracefulRestart {
+                    restart_state: r,
+                    notification: n,
+                    restart_time: t,
+                    families: f
+                        .into_iter()
+                        .map(|(family, fw)| GracefulRestartFamily {
+                            family,
+                            forwarding_preserved: fw,
+                        })
+                        .collect(),
+                })
+            }),
         vec((family(), any::<u8>()), 0..4).prop_map(|v| Capability::AddPath(
-            v.into_iter().map(|(family, m)| AddPathFamily { family, mode: AddPathMode::from(m) }).collect()
-        )),
-        vec((family(), any::<bool>(), 0u32..=0xff_ffff), 0..4).prop_map(|v| Capability::LongLivedGracefulRestart(
             v.into_iter()
-                .map(|(family, fw, s)| LlgrFamily { family, forwarding_preserved: fw, stale_time: s })
+                .map(|(family, m)| AddPathFamily {
+                    family,
+                    mode: AddPathMode::from(m)
+                })
                 .collect()
         )),
-        (vec(any::<u8>(), 0..60), vec(any::<u8>(), 0..60))
-            .prop_map(|(h, d)| Capability::Fqdn { hostname: h.into(), domain: d.into() }),
-        (unknown_code, vec(any::<u8>(), 0..=255))
-            .prop_map(|(c, v)| Capability::Unknown { code: CapabilityCode::from(c), value: v.into() }),
+        vec((family(), any::<bool>(), 0u32..=0xff_ffff), 0..4).prop_map(|v| {
+            Capability::LongLivedGracefulRestart(
+                v.into_iter()
+                    .map(|(family, fw, s)| LlgrFamily {
+                        family,
+                        forwarding_preserved: fw,
+                        stale_time: s,
+                    })
+                    .collect(),
+            )
+        }),
+        (vec(any::<u8>(), 0..60), vec(any::<u8>(), 0..60)).prop_map(|(h, d)| Capability::Fqdn {
+            hostname: h.into(),
+            domain: d.into()
+        }),
+        (unknown_code, vec(any::<u8>(), 0..=255)).prop_map(|(c, v)| Capability::Unknown {
+            code: CapabilityCode::from(c),
+            value: v.into()
+        }),
     ]
 }
 
@@ -229,7 +333,11 @@ fn message(ctx: EncodeContext) -> impl Strategy<Value = Message> {
         open().prop_map(Message::Open),
         update(ctx).prop_map(Message::Update),
         (any::<u8>(), any::<u8>(), vec(any::<u8>(), 0..300)).prop_map(|(c, s, d)| {
-            Message::Notification(Notification { code: ErrorCode::from(c), subcode: s, data: d.into() })
+            Message::Notification(Notification {
+                code: ErrorCode::from(c),
+                subcode: s,
+                data: d.into(),
+            })
         }),
         Just(Message::Keepalive),
         (family(), any::<u8>()).prop_map(|(family, s)| Message::RouteRefresh(RouteRefresh {
