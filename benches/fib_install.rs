@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p tern-benches --bench fib_install` (as root; `FIB_BENCH_ROUTES` changes
 //! the default 100 000 routes, `FIB_BENCH_ROUNDS` the default 3 rounds, of which the best
-//! is kept for each tool, `FIB_BENCH_BATCH_BYTES` the writer's batch size). Routes are IPv4 /32s `via 192.0.2.2 dev <veth> proto bird`,
+//! is kept for each tool, `FIB_BENCH_BATCH_BYTES` the writer's batch size,
+//! `FIB_BENCH_ONLY=writer|driver|ip` runs one part alone). Routes are IPv4 /32s `via 192.0.2.2 dev <veth> proto bird`,
 //! the shape of BGP-learned routes. Skips with a message when not root.
 
 use std::io::Write;
@@ -195,13 +196,22 @@ fn main() {
     let mut t = [Duration::MAX; 3];
     let mut ip = [Duration::MAX; 3];
     let mut d = Duration::MAX;
+    // FIB_BENCH_ONLY=writer|driver|ip runs one part alone (for profiling).
+    let only = std::env::var("FIB_BENCH_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only == part;
     for _ in 0..rounds {
-        d = d.min(driver(n));
-        for (best, now) in t.iter_mut().zip(tern(n)) {
-            *best = (*best).min(now);
+        if run("driver") {
+            d = d.min(driver(n));
         }
-        for (best, now) in ip.iter_mut().zip(ip_batch(n)) {
-            *best = (*best).min(now);
+        if run("writer") {
+            for (best, now) in t.iter_mut().zip(tern(n)) {
+                *best = (*best).min(now);
+            }
+        }
+        if run("ip") {
+            for (best, now) in ip.iter_mut().zip(ip_batch(n)) {
+                *best = (*best).min(now);
+            }
         }
     }
     println!(
