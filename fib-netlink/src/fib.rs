@@ -167,12 +167,14 @@ pub struct Fib {
 impl Fib {
     /// Opens the sockets (subscribing before any dump, so nothing falls between) and
     /// returns the driver, the handle and the event stream. Must be called inside a
-    /// tokio runtime with I/O enabled.
+    /// tokio runtime with I/O enabled. The owner must keep reading the events: when the
+    /// channel is full the driver waits (and its monitor socket may overrun, which costs a
+    /// resync but loses nothing).
     pub fn new(config: FibConfig) -> io::Result<(Fib, FibHandle, mpsc::Receiver<FibEvent>)> {
+        let writer = RouteSocket::new()?;
         // `AsyncFd::new` is deprecated for types that could close their descriptor while
         // registered; `Monitor` owns its socket and only drops it with the `AsyncFd`, so
         // the descriptor outlives the registration (the safe alternative is `unsafe`).
-        let writer = RouteSocket::new()?;
         #[allow(deprecated)]
         let monitor = AsyncFd::new(Monitor(MonitorSocket::new(
             config.monitor_buffer,

@@ -679,3 +679,51 @@ fn ecmp_routes_settle_after_one_write() {
     assert_eq!(mon.lines_with("10.70.0.0/24").len(), 1, "{}", mon.log());
     assert_eq!(mon.lines_with("2001:db8:70::/64").len(), 1, "{}", mon.log());
 }
+
+#[test]
+fn the_graceful_restart_deadline_prunes_without_a_signal() {
+    if !require_root("the_graceful_restart_deadline_prunes_without_a_signal") {
+        return;
+    }
+    let lab = lab("fibx");
+    lab.ns.ip([
+        "route",
+        "add",
+        "10.80.0.0/24",
+        "via",
+        "192.0.2.2",
+        "proto",
+        "bird",
+    ]);
+    let name = lab.ns.name().to_string();
+    in_ns(&lab.ns, move || async move {
+        let (handle, mut events, task) = start(FibConfig {
+            reconcile: Reconcile::AfterConverged {
+                deadline: Duration::from_secs(2),
+            },
+            ..FibConfig::default()
+        });
+        handle.set(via("10.81.0.0/24", "192.0.2.2"));
+        until("the new route", PATIENCE, || {
+            show(&name).contains("10.81.0.0/24")
+        })
+        .await;
+        assert!(
+            show(&name).contains("10.80.0.0/24"),
+            "pruned before the deadline"
+        );
+        let stale = event(&mut events, PATIENCE, |e| match e {
+            FibEvent::Reconciled { stale } => Some(*stale),
+            _ => None,
+        })
+        .await;
+        assert_eq!(stale, 1);
+        until("the stale route to go", PATIENCE, || {
+            !show(&name).contains("10.80.0.0/24")
+        })
+        .await;
+        assert!(show(&name).contains("10.81.0.0/24"));
+        drop(handle);
+        task.await.unwrap();
+    });
+}
