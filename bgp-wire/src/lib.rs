@@ -46,6 +46,7 @@ pub mod message;
 pub mod nlri;
 mod packer;
 pub mod prefix;
+pub mod session;
 
 pub use attribute::{
     Aggregator, AsPath, AsSegment, Community, ExtendedCommunity, LargeCommunity, MpReach,

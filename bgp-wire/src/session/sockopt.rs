@@ -24,7 +24,12 @@ struct TcpMd5Sig {
     key: [u8; MD5_MAX_KEY_LEN],
 }
 
-fn setsockopt<T>(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+fn setsockopt<T>(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     let len = libc::socklen_t::try_from(size_of::<T>())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "option value too large"))?;
     // SAFETY: `value` is a valid, initialised `T` borrowed for the whole call, `len` is its exact
@@ -39,7 +44,11 @@ fn setsockopt<T>(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value
             len,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Installs (or, with an empty key, removes) the RFC 2385 TCP-MD5 key for segments to and from
@@ -59,7 +68,9 @@ pub fn set_tcp_md5(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: 0,
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(ip.octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: `sockaddr_storage` is larger than and suitably aligned for `sockaddr_in`;
@@ -73,7 +84,9 @@ pub fn set_tcp_md5(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: 0,
                 sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr { s6_addr: ip.octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: ip.octets(),
+                },
                 sin6_scope_id: 0,
             };
             // SAFETY: as above, for `sockaddr_in6`.

@@ -1,0 +1,296 @@
+//! The driver against itself over loopback (127.0.0.1 and 127.0.0.2, no root needed): real
+//! sockets, real timers, short intervals.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpSocket;
+
+use super::*;
+use crate::attribute::{AsPath, Origin, PathAttributes};
+use crate::fsm::IdleHold;
+use crate::iana::ErrorCode;
+use crate::nlri::Nlri;
+use crate::packer::UpdatePacker;
+use crate::prefix::Prefix;
+
+const A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+fn endpoint(ip: Ipv4Addr) -> Endpoint {
+    Endpoint::bind(&[SocketAddr::new(IpAddr::V4(ip), 0)]).unwrap()
+}
+
+fn port(e: &Endpoint) -> u16 {
+    e.local_addrs()[0].port()
+}
+
+/// `local` (AS 65001 or 65002 by address) peering with `remote` listening on `remote_port`.
+fn peer_config(local: Ipv4Addr, remote: Ipv4Addr, remote_port: u16) -> PeerConfig {
+    let asn = |ip: Ipv4Addr| 65000 + u32::from(ip.octets()[3]);
+    let mut s = SessionConfig::new(asn(local), local, asn(remote));
+    s.hold_time = 6;
+    s.connect_retry = Duration::from_millis(500);
+    s.idle_hold = IdleHold {
+        min: Duration::from_millis(200),
+        max: Duration::from_secs(1),
+        forget: Duration::from_secs(10),
+    };
+    let mut p = PeerConfig::new(s, IpAddr::V4(remote));
+    p.port = remote_port;
+    p.local_address = Some(IpAddr::V4(local));
+    p
+}
+
+async fn next_matching(
+    peer: &mut Peer,
+    what: &str,
+    mut f: impl FnMut(&SessionEvent) -> bool,
+) -> SessionEvent {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, peer.events.recv()).await {
+            Ok(Some(ev)) if f(&ev) => return ev,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("event channel closed waiting for {what}"),
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+async fn established(peer: &mut Peer) -> Arc<Negotiated> {
+    match next_matching(peer, "Established", |e| {
+        matches!(e, SessionEvent::Established(_))
+    })
+    .await
+    {
+        SessionEvent::Established(n) => n,
+        _ => unreachable!(),
+    }
+}
+
+fn routes(n: u32) -> Vec<Nlri> {
+    (0..n)
+        .map(|i| {
+            let addr = Ipv4Addr::from(0x0a00_0000 | (i << 8));
+            Nlri::new(Prefix::v4(addr, 24).unwrap())
+        })
+        .collect()
+}
+
+fn attrs(asn: u32, next_hop: Ipv4Addr) -> PathAttributes {
+    PathAttributes {
+        origin: Some(Origin::Igp),
+        as_path: Some(AsPath::from_sequence(&[asn])),
+        next_hop: Some(next_hop),
+        ..PathAttributes::default()
+    }
+}
+
+#[tokio::test]
+async fn two_drivers_establish_exchange_1000_routes_and_shut_down_with_a_message() {
+    let ea = endpoint(A);
+    let eb = endpoint(B);
+    let mut pa = ea.add_peer(peer_config(A, B, port(&eb))).unwrap();
+    let mut cb = peer_config(B, A, port(&ea));
+    cb.session.passive = true;
+    let mut pb = eb.add_peer(cb).unwrap();
+    pb.commands.send(Command::Start).await.unwrap();
+    pa.commands.send(Command::Start).await.unwrap();
+    let na = established(&mut pa).await;
+    let nb = established(&mut pb).await;
+    assert_eq!((na.peer_as, nb.peer_as), (65002, 65001));
+    assert_eq!(na.hold_time, 6);
+    assert!(na.four_octet_as && na.route_refresh);
+
+    // 1,000 routes, packed once into as few UPDATEs as fit, sent pre-encoded.
+    let mut wire = BytesMut::new();
+    let messages = UpdatePacker::new(na.encode_context())
+        .announce(&attrs(65001, A), &routes(1000), &mut wire)
+        .unwrap();
+    assert!(messages < 10, "{messages} UPDATEs for 1000 /24s");
+    pa.commands
+        .send(Command::SendEncoded(vec![wire.freeze()]))
+        .await
+        .unwrap();
+    let mut got = 0;
+    while got < 1000 {
+        match next_matching(&mut pb, "UPDATE", |e| {
+            matches!(e, SessionEvent::Received(_))
+        })
+        .await
+        {
+            SessionEvent::Received(d) => {
+                let Message::Update(u) = d.message else {
+                    panic!("not an UPDATE")
+                };
+                assert_eq!(u.attributes.as_path, Some(AsPath::from_sequence(&[65001])));
+                got += u.announced().count();
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert_eq!(got, 1000);
+
+    // Route refresh goes the other way.
+    pb.commands
+        .send(Command::RouteRefresh(Family::IPV4_UNICAST))
+        .await
+        .unwrap();
+    let ev = next_matching(&mut pa, "ROUTE-REFRESH", |e| {
+        matches!(e, SessionEvent::Received(_))
+    })
+    .await;
+    let SessionEvent::Received(Decoded {
+        message: Message::RouteRefresh(rr),
+        ..
+    }) = ev
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(rr.family, Family::IPV4_UNICAST);
+
+    // Administrative shutdown: the peer sees our message.
+    pa.commands
+        .send(Command::Stop {
+            subcode: CeaseSubcode::AdministrativeShutdown,
+            message: "maintenance window".into(),
+        })
+        .await
+        .unwrap();
+    let ev = next_matching(&mut pb, "Down", |e| matches!(e, SessionEvent::Down(_))).await;
+    let SessionEvent::Down(Reason::NotificationReceived(n)) = ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(n.code, ErrorCode::Cease);
+    assert_eq!(n.shutdown_communication(), Some("maintenance window"));
+}
+
+#[tokio::test]
+async fn both_sides_connecting_at_once_end_with_one_established_connection() {
+    let ea = endpoint(A);
+    let eb = endpoint(B);
+    let mut pa = ea.add_peer(peer_config(A, B, port(&eb))).unwrap();
+    let mut pb = eb.add_peer(peer_config(B, A, port(&ea))).unwrap();
+    let (ra, rb) = tokio::join!(
+        pa.commands.send(Command::Start),
+        pb.commands.send(Command::Start)
+    );
+    ra.unwrap();
+    rb.unwrap();
+    let na = established(&mut pa).await;
+    let nb = established(&mut pb).await;
+    assert_eq!(na.peer_id, B);
+    assert_eq!(nb.peer_id, A);
+    // Stay up across several keepalive intervals (hold 6 s, keepalive 2 s).
+    let quiet = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match pa.events.recv().await {
+                Some(SessionEvent::Down(r)) => return r,
+                Some(_) => {}
+                None => return Reason::ConnectionClosed,
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "session went down: {quiet:?}");
+}
+
+#[tokio::test]
+async fn connections_from_unconfigured_addresses_are_closed_and_do_not_disturb_sessions() {
+    let ea = endpoint(A);
+    let eb = endpoint(B);
+    let mut pa = ea.add_peer(peer_config(A, B, port(&eb))).unwrap();
+    let mut pb = eb.add_peer(peer_config(B, A, port(&ea))).unwrap();
+    pa.commands.send(Command::Start).await.unwrap();
+    pb.commands.send(Command::Start).await.unwrap();
+    established(&mut pa).await;
+    established(&mut pb).await;
+
+    let target = SocketAddr::new(IpAddr::V4(A), port(&ea));
+    for _ in 0..200 {
+        let s = TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 0))
+            .unwrap();
+        let mut stream = s.connect(target).await.unwrap();
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("stranger connection not closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "a stranger was sent data");
+    }
+    // The configured session is still up: nothing but keepalives happened.
+    let down = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            if let Some(SessionEvent::Down(r)) = pa.events.recv().await {
+                return r;
+            }
+        }
+    })
+    .await;
+    assert!(down.is_err(), "session went down: {down:?}");
+}
+
+#[tokio::test]
+async fn tcp_md5_with_the_same_key_establishes_and_with_a_wrong_key_does_not() {
+    for (key_a, key_b, expect_up) in [
+        (&b"s3cret"[..], &b"s3cret"[..], true),
+        (&b"s3cret"[..], &b"other"[..], false),
+    ] {
+        let ea = endpoint(A);
+        let eb = endpoint(B);
+        let mut ca = peer_config(A, B, port(&eb));
+        ca.md5_key = Some(key_a.to_vec());
+        let mut cb = peer_config(B, A, port(&ea));
+        cb.md5_key = Some(key_b.to_vec());
+        cb.session.passive = true;
+        let mut pa = ea.add_peer(ca).unwrap();
+        let mut pb = eb.add_peer(cb).unwrap();
+        pb.commands.send(Command::Start).await.unwrap();
+        pa.commands.send(Command::Start).await.unwrap();
+        let reached = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                match pb.events.recv().await {
+                    Some(SessionEvent::StateChange {
+                        to: State::OpenSent,
+                        ..
+                    }) => return true,
+                    Some(_) => {}
+                    None => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        assert_eq!(reached, expect_up, "keys {key_a:?}/{key_b:?}");
+        if expect_up {
+            established(&mut pa).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_handle_sends_peer_deconfigured() {
+    let ea = endpoint(A);
+    let eb = endpoint(B);
+    let mut pa = ea.add_peer(peer_config(A, B, port(&eb))).unwrap();
+    let mut pb = eb.add_peer(peer_config(B, A, port(&ea))).unwrap();
+    pa.commands.send(Command::Start).await.unwrap();
+    pb.commands.send(Command::Start).await.unwrap();
+    established(&mut pa).await;
+    established(&mut pb).await;
+    pa.join().await;
+    let ev = next_matching(&mut pb, "Down", |e| matches!(e, SessionEvent::Down(_))).await;
+    let SessionEvent::Down(Reason::NotificationReceived(n)) = ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        (n.code, n.subcode),
+        (ErrorCode::Cease, u8::from(CeaseSubcode::PeerDeconfigured))
+    );
+    // The address is free for a new configuration of the same peer.
+    assert!(ea.add_peer(peer_config(A, B, port(&eb))).is_ok());
+}
