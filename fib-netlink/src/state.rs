@@ -937,4 +937,98 @@ mod tests {
         st.on_kernel(KernelMessage::NewLink(link(9, "tunl0")));
         assert_eq!(st.poll_ops(10), vec![RouteOp::Replace(r)]);
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Set(u8, u8),
+            Remove(u8),
+            Write(usize),
+            /// Someone else deletes the kernel route at this key.
+            Tamper(u8),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                (0u8..6, 0u8..3).prop_map(|(k, g)| Step::Set(k, g)),
+                (0u8..6).prop_map(Step::Remove),
+                (1usize..5).prop_map(Step::Write),
+                (0u8..6).prop_map(Step::Tamper),
+            ]
+        }
+
+        fn route(k: u8, g: u8) -> Route {
+            via(&format!("10.{k}.0.0/16"), &format!("192.0.2.{}", g + 1))
+        }
+
+        /// Applies ops to a model kernel the way the kernel would, and reports success.
+        fn apply(kernel: &mut HashMap<RouteKey, Route>, st: &mut FibState, ops: Vec<RouteOp>) {
+            for op in &ops {
+                match op {
+                    RouteOp::Replace(r) => {
+                        kernel.insert(r.key(), r.clone());
+                    }
+                    RouteOp::Delete { key, .. } => {
+                        kernel.remove(key);
+                    }
+                }
+            }
+            let n = ops.len();
+            st.on_results(ops, vec![Ok(()); n]);
+        }
+
+        proptest! {
+            /// Whatever happens, once the queue is drained the kernel holds exactly the
+            /// desired routes, and no write ever repeats what the kernel already has.
+            #[test]
+            fn the_kernel_converges_to_the_desired_set(steps in proptest::collection::vec(step(), 0..60)) {
+                let mut st = FibState::new(config());
+                st.converge();
+                let mut now = Instant::now();
+                st.advance(now);
+                let mut kernel: HashMap<RouteKey, Route> = HashMap::new();
+                let mut desired: HashMap<RouteKey, Route> = HashMap::new();
+                for s in steps {
+                    match s {
+                        Step::Set(k, g) => {
+                            desired.insert(route(k, g).key(), route(k, g));
+                            st.set(route(k, g));
+                        }
+                        Step::Remove(k) => {
+                            desired.remove(&route(k, 0).key());
+                            st.remove(route(k, 0).key());
+                        }
+                        Step::Write(n) => {
+                            let ops = st.poll_ops(n);
+                            for op in &ops {
+                                if let RouteOp::Replace(r) = op {
+                                    prop_assert_ne!(kernel.get(&r.key()), Some(r));
+                                }
+                            }
+                            apply(&mut kernel, &mut st, ops);
+                        }
+                        Step::Tamper(k) => {
+                            // Far apart in time: never a fight (see MAX_RESTORES).
+                            now += RESTORE_WINDOW * 2;
+                            st.advance(now);
+                            if let Some(r) = kernel.remove(&route(k, 0).key()) {
+                                st.on_kernel(KernelMessage::DelRoute(reported(r)));
+                            }
+                        }
+                    }
+                }
+                loop {
+                    let ops = st.poll_ops(3);
+                    if ops.is_empty() {
+                        break;
+                    }
+                    apply(&mut kernel, &mut st, ops);
+                }
+                prop_assert_eq!(kernel, desired);
+            }
+        }
+    }
 }
