@@ -16,7 +16,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 use crate::iana::{Afi, Safi};
 use crate::prefix::{Prefix, mask_v4, mask_v6};
@@ -159,10 +159,18 @@ fn decode_v4(data: &[u8], add_path: bool, out: &mut Vec<Nlri>) -> Result<(), Nlr
             return Err(NlriError::PrefixTooLong(len));
         }
         let n = usize::from(len).div_ceil(8);
-        let bytes = data.get(i + 1..i + 1 + n).ok_or(NlriError::Overrun)?;
-        let mut octets = [0u8; 4];
-        octets[..n].copy_from_slice(bytes);
-        let addr = Ipv4Addr::from(u32::from_be_bytes(octets) & mask_v4(len));
+        let raw = match data.get(i + 1..i + 5) {
+            // Fast path: read four octets at once; octets past the prefix belong to the next
+            // entry and fall under the mask.
+            Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            None => {
+                let bytes = data.get(i + 1..i + 1 + n).ok_or(NlriError::Overrun)?;
+                let mut octets = [0u8; 4];
+                octets[..n].copy_from_slice(bytes);
+                u32::from_be_bytes(octets)
+            }
+        };
+        let addr = Ipv4Addr::from(raw & mask_v4(len));
         out.push(Nlri {
             prefix: Prefix::V4 { addr, len },
             path_id,
@@ -182,10 +190,19 @@ fn decode_v6(data: &[u8], add_path: bool, out: &mut Vec<Nlri>) -> Result<(), Nlr
             return Err(NlriError::PrefixTooLong(len));
         }
         let n = usize::from(len).div_ceil(8);
-        let bytes = data.get(i + 1..i + 1 + n).ok_or(NlriError::Overrun)?;
-        let mut octets = [0u8; 16];
-        octets[..n].copy_from_slice(bytes);
-        let addr = Ipv6Addr::from(u128::from_be_bytes(octets) & mask_v6(len));
+        let raw = match data
+            .get(i + 1..i + 17)
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        {
+            Some(b) => u128::from_be_bytes(b), // fast path, as for IPv4
+            None => {
+                let bytes = data.get(i + 1..i + 1 + n).ok_or(NlriError::Overrun)?;
+                let mut octets = [0u8; 16];
+                octets[..n].copy_from_slice(bytes);
+                u128::from_be_bytes(octets)
+            }
+        };
+        let addr = Ipv6Addr::from(raw & mask_v6(len));
         out.push(Nlri {
             prefix: Prefix::V6 { addr, len },
             path_id,
@@ -195,35 +212,50 @@ fn decode_v6(data: &[u8], add_path: bool, out: &mut Vec<Nlri>) -> Result<(), Nlr
     Ok(())
 }
 
-/// Appends one NLRI entry; with `add_path` a missing path identifier is sent as 0.
-#[inline]
-pub fn encode_nlri_entry(nlri: &Nlri, add_path: bool, out: &mut BytesMut) {
+/// Longest entry: path identifier, length octet, 16 address octets.
+const MAX_ENTRY_LEN: usize = 4 + 1 + 16;
+
+/// Writes one entry at the start of `buf` (at least [`MAX_ENTRY_LEN`] long); returns its
+/// wire length. Whole addresses are copied: the octets past the prefix are zero (prefixes
+/// are canonical) and are overwritten by the next entry or cut off by the caller.
+#[inline(always)]
+fn write_entry(buf: &mut [u8], nlri: &Nlri, add_path: bool) -> usize {
+    let mut pos = 0;
     if add_path {
-        out.put_u32(nlri.path_id.unwrap_or(0));
+        buf[..4].copy_from_slice(&nlri.path_id.unwrap_or(0).to_be_bytes());
+        pos = 4;
     }
     match nlri.prefix {
         Prefix::V4 { addr, len } => {
-            let n = usize::from(len).div_ceil(8);
-            let octets = addr.octets();
-            let mut buf = [0u8; 5];
-            buf[0] = len;
-            buf[1..1 + n].copy_from_slice(&octets[..n]);
-            out.put_slice(&buf[..1 + n]);
+            buf[pos] = len;
+            buf[pos + 1..pos + 5].copy_from_slice(&addr.octets());
+            pos + 1 + usize::from(len).div_ceil(8)
         }
         Prefix::V6 { addr, len } => {
-            let n = usize::from(len).div_ceil(8);
-            out.put_u8(len);
-            out.put_slice(&addr.octets()[..n]);
+            buf[pos] = len;
+            buf[pos + 1..pos + 17].copy_from_slice(&addr.octets());
+            pos + 1 + usize::from(len).div_ceil(8)
         }
     }
 }
 
-/// Appends every entry of `nlri` (any mix of families is written as given).
-pub fn encode_nlri(nlri: &[Nlri], add_path: bool, out: &mut BytesMut) {
-    out.reserve(nlri.iter().map(|n| n.wire_len(add_path)).sum());
+/// Appends every entry of `nlri` (any mix of families is written as given): no per-entry
+/// allocation, `out` grows in large steps.
+pub fn encode_nlri<'a>(
+    nlri: impl IntoIterator<Item = &'a Nlri>,
+    add_path: bool,
+    out: &mut BytesMut,
+) {
+    let start = out.len();
+    let mut pos = start;
     for n in nlri {
-        encode_nlri_entry(n, add_path, out);
+        if out.len() < pos + MAX_ENTRY_LEN {
+            let grow = (pos - start).max(256);
+            out.resize(pos + MAX_ENTRY_LEN + grow, 0);
+        }
+        pos += write_entry(&mut out[pos..], n, add_path);
     }
+    out.truncate(pos);
 }
 
 #[cfg(test)]

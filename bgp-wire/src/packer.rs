@@ -15,7 +15,7 @@ use crate::encode::{AttrPart, begin, encode_attributes, finish_unchecked, put_mp
 use crate::error::EncodeError;
 use crate::iana::{Afi, AttributeType, MessageType};
 use crate::message::Update;
-use crate::nlri::{Family, Nlri, encode_nlri_entry};
+use crate::nlri::{Family, Nlri, encode_nlri};
 
 /// Splits announcements and withdrawals into UPDATEs that fit one peer's maximum size.
 #[derive(Clone, Copy, Debug)]
@@ -60,28 +60,54 @@ impl UpdatePacker {
         nlri: &[Nlri],
         out: &mut BytesMut,
     ) -> Result<usize, EncodeError> {
+        let is_v4 = |n: &&Nlri| n.prefix.afi() == Afi::Ipv4;
+        let is_v6 = |n: &&Nlri| n.prefix.afi() == Afi::Ipv6;
+        let v4_count = nlri.iter().filter(is_v4).count();
+        // One family only (the usual case): walk the slice itself, no per-entry filtering.
         let mut count = 0;
-        let v4 = || nlri.iter().filter(|n| n.prefix.afi() == Afi::Ipv4);
-        let v6 = || nlri.iter().filter(|n| n.prefix.afi() == Afi::Ipv6);
-        if v4().next().is_some() {
-            match (attrs.next_hop, attrs.mp_next_hop) {
-                (None, Some(nh)) => {
-                    count += self.announce_mp(attrs, Family::IPV4_UNICAST, &nh, v4(), out)?
-                }
-                _ => count += self.announce_classic(attrs, v4(), out)?,
-            }
-        }
-        if v6().next().is_some() {
-            let nh = attrs.mp_next_hop.ok_or(EncodeError::MissingMpNextHop)?;
-            count += self.announce_mp(attrs, Family::IPV6_UNICAST, &nh, v6(), out)?;
+        if v4_count == nlri.len() {
+            count += self.announce_v4(attrs, nlri.iter(), out)?;
+        } else if v4_count == 0 {
+            count += self.announce_v6(attrs, nlri.iter(), out)?;
+        } else {
+            count += self.announce_v4(attrs, nlri.iter().filter(is_v4), out)?;
+            count += self.announce_v6(attrs, nlri.iter().filter(is_v6), out)?;
         }
         Ok(count)
+    }
+
+    fn announce_v4<'a>(
+        &self,
+        attrs: &PathAttributes,
+        nlri: impl Iterator<Item = &'a Nlri> + Clone,
+        out: &mut BytesMut,
+    ) -> Result<usize, EncodeError> {
+        if nlri.clone().next().is_none() {
+            return Ok(0);
+        }
+        match (attrs.next_hop, attrs.mp_next_hop) {
+            (None, Some(nh)) => self.announce_mp(attrs, Family::IPV4_UNICAST, &nh, nlri, out),
+            _ => self.announce_classic(attrs, nlri, out),
+        }
+    }
+
+    fn announce_v6<'a>(
+        &self,
+        attrs: &PathAttributes,
+        nlri: impl Iterator<Item = &'a Nlri> + Clone,
+        out: &mut BytesMut,
+    ) -> Result<usize, EncodeError> {
+        if nlri.clone().next().is_none() {
+            return Ok(0);
+        }
+        let nh = attrs.mp_next_hop.ok_or(EncodeError::MissingMpNextHop)?;
+        self.announce_mp(attrs, Family::IPV6_UNICAST, &nh, nlri, out)
     }
 
     fn announce_classic<'a>(
         &self,
         attrs: &PathAttributes,
-        nlri: impl Iterator<Item = &'a Nlri>,
+        nlri: impl Iterator<Item = &'a Nlri> + Clone,
         out: &mut BytesMut,
     ) -> Result<usize, EncodeError> {
         let max = self.ctx.max_message_len();
@@ -89,9 +115,9 @@ impl UpdatePacker {
         let mut encoded = BytesMut::new();
         encode_attributes(attrs, &self.ctx, AttrPart::Low, true, &mut encoded);
         encode_attributes(attrs, &self.ctx, AttrPart::High, true, &mut encoded);
-        let mut nlri = nlri.peekable();
+        let mut nlri = nlri;
         let mut count = 0;
-        while let Some(first) = nlri.peek() {
+        while let Some(first) = nlri.clone().next() {
             let fixed = 23 + encoded.len();
             if fixed + first.wire_len(add_path) > max {
                 return Err(EncodeError::TooLong {
@@ -105,13 +131,8 @@ impl UpdatePacker {
             out.put_u16(encoded.len() as u16);
             out.put_slice(&encoded);
             let limit = start + max;
-            while let Some(n) = nlri.peek() {
-                if out.len() + n.wire_len(add_path) > limit {
-                    break;
-                }
-                encode_nlri_entry(n, add_path, out);
-                nlri.next();
-            }
+            let k = fitting(nlri.clone(), add_path, limit - out.len());
+            encode_nlri(nlri.by_ref().take(k), add_path, out);
             finish_unchecked(out, start);
             count += 1;
         }
@@ -123,7 +144,7 @@ impl UpdatePacker {
         attrs: &PathAttributes,
         family: Family,
         nh: &NextHop,
-        nlri: impl Iterator<Item = &'a Nlri>,
+        nlri: impl Iterator<Item = &'a Nlri> + Clone,
         out: &mut BytesMut,
     ) -> Result<usize, EncodeError> {
         let max = self.ctx.max_message_len();
@@ -133,9 +154,9 @@ impl UpdatePacker {
         encode_attributes(attrs, &self.ctx, AttrPart::High, false, &mut high);
         let mut head = BytesMut::new();
         put_mp_reach_head(family, nh, &mut head);
-        let mut nlri = nlri.peekable();
+        let mut nlri = nlri;
         let mut count = 0;
-        while let Some(first) = nlri.peek() {
+        while let Some(first) = nlri.clone().next() {
             let fixed = 23 + low.len() + MP_HEADER_LEN + head.len() + high.len();
             if fixed + first.wire_len(add_path) > max {
                 return Err(EncodeError::TooLong {
@@ -155,13 +176,8 @@ impl UpdatePacker {
             out.put_u16(0);
             out.put_slice(&head);
             let limit = start + max - high.len();
-            while let Some(n) = nlri.peek() {
-                if out.len() + n.wire_len(add_path) > limit {
-                    break;
-                }
-                encode_nlri_entry(n, add_path, out);
-                nlri.next();
-            }
+            let k = fitting(nlri.clone(), add_path, limit - out.len());
+            encode_nlri(nlri.by_ref().take(k), add_path, out);
             patch(out, mp_len_at);
             out.put_slice(&high);
             patch(out, alen_at);
@@ -178,23 +194,15 @@ impl UpdatePacker {
         let mut count = 0;
         // IPv4: header, withdrawn length, entries, zero attribute length.
         let add_path = self.ctx.add_path.ipv4_unicast;
-        let mut v4 = nlri
-            .iter()
-            .filter(|n| n.prefix.afi() == Afi::Ipv4)
-            .peekable();
-        while v4.peek().is_some() {
+        let mut v4 = nlri.iter().filter(|n| n.prefix.afi() == Afi::Ipv4);
+        while v4.clone().next().is_some() {
             out.reserve(max);
             let start = begin(out, MessageType::Update);
             let wlen_at = out.len();
             out.put_u16(0);
             let limit = start + max - 2;
-            while let Some(n) = v4.peek() {
-                if out.len() + n.wire_len(add_path) > limit {
-                    break;
-                }
-                encode_nlri_entry(n, add_path, out);
-                v4.next();
-            }
+            let k = fitting(v4.clone(), add_path, limit - out.len());
+            encode_nlri(v4.by_ref().take(k), add_path, out);
             patch(out, wlen_at);
             out.put_u16(0);
             finish_unchecked(out, start);
@@ -202,11 +210,8 @@ impl UpdatePacker {
         }
         // IPv6: header, zero withdrawn length, one MP_UNREACH_NLRI.
         let add_path = self.ctx.add_path.ipv6_unicast;
-        let mut v6 = nlri
-            .iter()
-            .filter(|n| n.prefix.afi() == Afi::Ipv6)
-            .peekable();
-        while v6.peek().is_some() {
+        let mut v6 = nlri.iter().filter(|n| n.prefix.afi() == Afi::Ipv6);
+        while v6.clone().next().is_some() {
             out.reserve(max);
             let start = begin(out, MessageType::Update);
             out.put_u16(0);
@@ -219,13 +224,8 @@ impl UpdatePacker {
             out.put_u16(Afi::Ipv6.into());
             out.put_u8(1);
             let limit = start + max;
-            while let Some(n) = v6.peek() {
-                if out.len() + n.wire_len(add_path) > limit {
-                    break;
-                }
-                encode_nlri_entry(n, add_path, out);
-                v6.next();
-            }
+            let k = fitting(v6.clone(), add_path, limit - out.len());
+            encode_nlri(v6.by_ref().take(k), add_path, out);
             patch(out, mp_len_at);
             patch(out, alen_at);
             finish_unchecked(out, start);
@@ -238,6 +238,17 @@ impl UpdatePacker {
     pub fn end_of_rib(&self, family: Family, out: &mut BytesMut) -> Result<(), EncodeError> {
         Update::end_of_rib(family).encode(&self.ctx, out)
     }
+}
+
+/// How many of the next entries fit in `room` octets (at least one always does: callers
+/// check the first against the message size).
+fn fitting<'a>(nlri: impl Iterator<Item = &'a Nlri>, add_path: bool, room: usize) -> usize {
+    let mut used = 0;
+    nlri.take_while(|n| {
+        used += n.wire_len(add_path);
+        used <= room
+    })
+    .count()
 }
 
 /// Writes the length of the 2-octet-length field at `at` (lengths here never exceed 65535:

@@ -119,11 +119,8 @@ impl Prefix {
 /// Netmask of an IPv4 prefix of `len` ≤ 32 bits.
 #[inline]
 pub(crate) fn mask_v4(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
-    }
+    // Branch-free: shifting a 64-bit value by 32 leaves zero in the low half for /0.
+    (u64::MAX << (32 - u32::from(len.min(32)))) as u32
 }
 
 /// Netmask of an IPv6 prefix of `len` ≤ 128 bits.
