@@ -8,3 +8,67 @@
 //! **Must not know:** sockets, timers of its own, netlink, or Calico. It is a pure library:
 //! route changes and time in, route changes out. It uses `bgp-wire` only for attribute and
 //! NLRI types.
+//!
+//! ## Driving it (the speaker's view)
+//!
+//! ```text
+//!   config ──► Rib::new(RibConfig) · add_peer(PeerConfig) · reconfigure_peer · set_policies
+//!   session ─► peer_up(peer, Session) · peer_down(peer, now, Down::Hard | Down::Graceful)
+//!   UPDATEs ─► apply_update(peer, &Update) | announce / withdraw / end_of_rib
+//!   kernel ──► originate(Local::Kernel | Static | Direct, prefix, attrs) · withdraw_local
+//!   ROUTE-REFRESH received ─► route_refresh(peer)
+//!   time ────► tick(now)  (ask poll_timeout() when to call it next)
+//!
+//!   ◄── poll_updates(): Vec<OutUpdate>  per update group (encode once, send to every
+//!        member; `except` names the member that gets a withdrawal instead) or per peer
+//!        (initial table, refresh, regrouping), each with End-of-RIB markers when due
+//!   ◄── poll_fib(): Vec<FibChange>  kernel routes after the kernel policy (ECMP next hops,
+//!        metric, tunnel device, blackhole)
+//!   ◄── poll_requests(): Vec<Request>  ROUTE-REFRESH to send after an import change
+//! ```
+//!
+//! Nothing is queued per message: each update group and the FIB keep a *set of changed
+//! prefixes*; the state sent is computed when polled (latest state wins), so a slow consumer
+//! costs at most one entry per prefix.
+//!
+//! ## Storage
+//!
+//! * Attribute sets ([`RouteAttrs`]: BGP path attributes plus `krt_metric`, `ifname`,
+//!   `krt_tunnel`, `preference`) are hash-consed in an [`attrs::Interner`] and referenced by
+//!   4-byte ids with reference counts.
+//! * The Loc-RIB is one hash table per family keyed by a compact prefix key (8 bytes for
+//!   IPv4); each destination holds all its paths — that *is* the post-policy Adj-RIB-In of
+//!   every peer — inline when there is one (16 bytes), with flags for best, ECMP, stale and
+//!   long-lived stale.
+//! * The pre-policy Adj-RIB-In of a peer exists only when `soft_reconfig_in` is set or the
+//!   peer lacks ROUTE-REFRESH.
+//! * The Adj-RIB-Out of an update group records what the group was sent (attribute id,
+//!   ADD-PATH id, excluded member) per prefix.
+//!
+//! ## Rules implemented
+//!
+//! Decision process: see [`decision`]. Import: RFC 4271 §9.1.2 / RFC 4456 §8 loop detection
+//! (own AS beyond `allow_local_as`, ORIGINATOR_ID = router id, own cluster id in
+//! CLUSTER_LIST), LOCAL_PREF from eBGP ignored, then the import policy. Export: NO_ADVERTISE
+//! / NO_EXPORT, RFC 4456 §6 reflection (client → all, non-client → clients, never back to
+//! the sender), MED not passed between ASes, the export policy, then eBGP prepend of the
+//! (possibly overridden) local AS and LOCAL_PREF / ORIGINATOR_ID / CLUSTER_LIST removal, or
+//! iBGP LOCAL_PREF default and reflection attributes, and NEXT_HOP per `next_hop_mode`.
+//! Graceful restart: stale marking on [`Down::Graceful`], End-of-RIB purge, purge at the
+//! deadline, or LLGR (LLGR_STALE added, least preferred, exported to LLGR peers only,
+//! NO_LLGR paths dropped).
+
+pub mod attrs;
+pub mod decision;
+pub mod key;
+pub mod policy;
+mod rib;
+pub mod table;
+
+pub use attrs::{AttrId, RouteAttrs};
+pub use decision::Options as DecisionOptions;
+pub use policy::{Policies, PolicyError};
+pub use rib::{
+    AddPathSend, Announce, Down, FibChange, FibRoute, Local, OutUpdate, PeerConfig, PeerId,
+    Request, Rib, RibConfig, RibError, RouteInfo, Session, Source, Target,
+};

@@ -1,0 +1,141 @@
+//! Per-prefix storage: the paths of one destination, 16 bytes each.
+//!
+//! A destination with one path (the common case: a full table from one peer) stores it
+//! inline; more paths move to a boxed vector. With [`AttrId`] being non-zero the whole
+//! [`Paths`] value is 16 bytes, so an IPv4 Loc-RIB entry (8-byte key + paths) is 24 bytes.
+
+use crate::attrs::AttrId;
+
+/// Path flags.
+pub mod flag {
+    /// Selected best path of the destination.
+    pub const BEST: u8 = 1;
+    /// Member of the destination's ECMP (multipath) set.
+    pub const ECMP: u8 = 2;
+    /// Stale: kept for a gracefully restarting peer (RFC 4724 §4.2).
+    pub const STALE: u8 = 4;
+    /// Long-lived stale (RFC 9494): least preferred, exported only to LLGR peers.
+    pub const LLGR: u8 = 8;
+}
+
+/// One path to a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Path {
+    /// Interned attributes (post-import-policy).
+    pub attrs: AttrId,
+    /// ADD-PATH identifier the peer sent (0 without ADD-PATH).
+    pub rx_id: u32,
+    /// ADD-PATH identifier this speaker uses when sending the path (unique per destination,
+    /// stable for the path's lifetime).
+    pub tx_id: u32,
+    /// Source (peer or local protocol) index.
+    pub src: u16,
+    /// [`flag`] bits.
+    pub flags: u8,
+}
+
+impl Path {
+    /// True when `bit` is set.
+    #[inline]
+    pub fn has(&self, bit: u8) -> bool {
+        self.flags & bit != 0
+    }
+}
+
+/// All paths of one destination, in arrival order.
+#[derive(Clone, Debug)]
+pub enum Paths {
+    /// Exactly one path.
+    One(Path),
+    /// Two or more paths (boxed: one pointer keeps the enum at 16 bytes).
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Path>>),
+}
+
+impl Paths {
+    /// The paths as a slice.
+    #[inline]
+    pub fn as_slice(&self) -> &[Path] {
+        match self {
+            Paths::One(p) => std::slice::from_ref(p),
+            Paths::Many(v) => v,
+        }
+    }
+
+    /// The paths as a mutable slice.
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [Path] {
+        match self {
+            Paths::One(p) => std::slice::from_mut(p),
+            Paths::Many(v) => v,
+        }
+    }
+
+    /// Number of paths (≥ 1).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Never empty by construction; for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Index of the path from `src` with receive id `rx_id`.
+    #[inline]
+    pub fn find(&self, src: u16, rx_id: u32) -> Option<usize> {
+        self.as_slice()
+            .iter()
+            .position(|p| p.src == src && p.rx_id == rx_id)
+    }
+
+    /// Appends a path.
+    pub fn push(&mut self, path: Path) {
+        match self {
+            Paths::One(p) => *self = Paths::Many(Box::new(vec![*p, path])),
+            Paths::Many(v) => v.push(path),
+        }
+    }
+
+    /// Removes path `i`; returns `false` when it is the only one (the caller then drops the
+    /// whole destination).
+    pub fn remove_at(&mut self, i: usize) -> bool {
+        match self {
+            Paths::One(_) => false,
+            Paths::Many(v) => {
+                if i < v.len() {
+                    v.remove(i);
+                }
+                if v.len() == 1 {
+                    *self = Paths::One(v[0]);
+                }
+                true
+            }
+        }
+    }
+
+    /// The selected best path.
+    pub fn best(&self) -> Option<&Path> {
+        self.as_slice().iter().find(|p| p.has(flag::BEST))
+    }
+
+    /// The smallest ADD-PATH send id (≥ 1) not used by any path.
+    pub fn free_tx_id(&self) -> u32 {
+        let s = self.as_slice();
+        (1..)
+            .find(|id| !s.iter().any(|p| p.tx_id == *id))
+            .unwrap_or(u32::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(std::mem::size_of::<Path>(), 16);
+        assert_eq!(std::mem::size_of::<Paths>(), 16);
+    }
+}
