@@ -538,7 +538,21 @@ impl FibState {
             }
             return;
         }
-        let id = (route.key(), route.protocol);
+        // Another protocol's route at one of our keys: the kernel refuses a second route
+        // at a key unless replacing (or appending), so ours was displaced. We do not fight
+        // it; when it goes, ours is put back.
+        let key = route.key();
+        if self.config.tables.contains(&route.table) {
+            if present {
+                self.kernel.remove(&key);
+            } else if self.desired.contains_key(&key)
+                && !self.kernel.contains_key(&key)
+                && !self.failed.contains_key(&key)
+            {
+                self.pending.push(key);
+            }
+        }
+        let id = (key, route.protocol);
         match self.learnable(&route).filter(|_| present) {
             Some(l) => {
                 if self.learned.get(&id) != Some(&l) {
@@ -827,6 +841,22 @@ mod tests {
         // A new desire resets the count.
         st.set(r.clone());
         assert_eq!(st.poll_ops(10), vec![RouteOp::Replace(r)]);
+    }
+
+    #[test]
+    fn a_foreign_route_that_displaces_ours_is_left_alone_until_it_goes() {
+        let mut st = FibState::new(config());
+        st.converge();
+        let ours = via("10.1.0.0/24", "192.0.2.1");
+        st.set(ours.clone());
+        let ops = st.poll_ops(10);
+        st.on_results(ops, vec![Ok(())]);
+        let theirs = via("10.1.0.0/24", "192.0.2.9").with_protocol(80);
+        st.on_kernel(KernelMessage::NewRoute(reported(theirs.clone())));
+        assert!(st.poll_ops(10).is_empty(), "never fight another protocol");
+        assert_eq!(st.kernel_len(), 0);
+        st.on_kernel(KernelMessage::DelRoute(reported(theirs)));
+        assert_eq!(st.poll_ops(10), vec![RouteOp::Replace(ours)]);
     }
 
     #[test]

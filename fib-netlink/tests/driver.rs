@@ -286,6 +286,32 @@ fn a_route_deleted_or_changed_by_someone_else_comes_back() {
         })
         .await;
 
+        // Another protocol taking the prefix over is not fought; once it lets go, ours
+        // comes back.
+        run(
+            &name,
+            &[
+                "route",
+                "replace",
+                "10.40.0.0/26",
+                "via",
+                "192.0.2.3",
+                "proto",
+                "static",
+            ],
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            show(&name).contains("10.40.0.0/26 via 192.0.2.3"),
+            "{}",
+            show(&name)
+        );
+        run(&name, &["route", "del", "10.40.0.0/26", "proto", "static"]);
+        until("ours back after the other protocol left", PATIENCE, || {
+            show(&name).contains(want)
+        })
+        .await;
+
         // Removing it ourselves is not tampering.
         handle.remove(Route::blackhole(net("10.40.0.0/26")).key());
         until("our delete", PATIENCE, || {
