@@ -247,19 +247,28 @@ impl FibState {
     pub fn set(&mut self, route: Route) {
         let route = route.normalized();
         let key = route.key();
-        self.restores.remove(&key);
-        self.failed.remove(&key);
+        self.forget_troubles(&key);
         // Queued even when the kernel already matches: `poll_ops` decides, so a route
         // that flips and flips back before the write costs nothing.
         self.desired.insert(key, route);
         self.pending.push(key);
     }
 
+    /// Clears restore counts and failures for `key` (skipping the hash when there are none,
+    /// which is the common case on a bulk load).
+    fn forget_troubles(&mut self, key: &RouteKey) {
+        if !self.restores.is_empty() {
+            self.restores.remove(key);
+        }
+        if !self.failed.is_empty() {
+            self.failed.remove(key);
+        }
+    }
+
     /// No longer desires the route at `key`; ours in the kernel there is deleted.
     pub fn remove(&mut self, key: RouteKey) {
         let key = key.normalized();
-        self.restores.remove(&key);
-        self.failed.remove(&key);
+        self.forget_troubles(&key);
         if self.desired.remove(&key).is_some() || self.kernel.contains_key(&key) {
             self.pending.push(key);
         }
@@ -348,7 +357,9 @@ impl FibState {
             let key = op.key();
             match (op, result) {
                 (RouteOp::Replace(route), Ok(())) => {
-                    self.failed.remove(&key);
+                    if !self.failed.is_empty() {
+                        self.failed.remove(&key);
+                    }
                     if self.owned(&route) {
                         self.kernel.insert(key, route);
                     }
