@@ -219,13 +219,32 @@ fn main() {
     );
     println!("| operation | fib-netlink | ip -batch | ratio |");
     println!("|---|---:|---:|---:|");
+    let cell = |d: Duration| {
+        if d == Duration::MAX {
+            "-".to_string()
+        } else {
+            format!("{:.0}", rate(n, d))
+        }
+    };
+    let ratio = |a: Duration, b: Duration| {
+        if a == Duration::MAX || b == Duration::MAX {
+            "-".to_string()
+        } else {
+            format!("{:.1}×", b.as_secs_f64() / a.as_secs_f64())
+        }
+    };
     for (i, op) in ["install", "replace", "delete"].iter().enumerate() {
-        let (a, b) = (rate(n, t[i]), rate(n, ip[i]));
-        println!("| {op} | {a:.0} | {b:.0} | {:.1}× |", a / b);
+        println!(
+            "| {op} | {} | {} | {} |",
+            cell(t[i]),
+            cell(ip[i]),
+            ratio(t[i], ip[i])
+        );
     }
-    let (a, b) = (rate(n, d), rate(n, ip[0]));
     println!(
-        "| install through `Fib` (driver) | {a:.0} | {b:.0} | {:.1}× |",
-        a / b
+        "| install through `Fib` (driver) | {} | {} | {} |",
+        cell(d),
+        cell(ip[0]),
+        ratio(d, ip[0])
     );
 }
