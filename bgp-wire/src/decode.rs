@@ -375,6 +375,8 @@ struct AttrState {
     as4_aggregator: Option<Aggregator>,
     /// Type codes seen (valid or not), for duplicate and missing-attribute checks.
     seen: [u64; 4],
+    /// Type codes already reported as duplicates.
+    duplicate: [u64; 4],
     errors: Vec<DecodeError>,
 }
 
@@ -383,6 +385,14 @@ impl AttrState {
         let (w, b) = (usize::from(t / 64), t % 64);
         let was = self.seen[w] & (1 << b) != 0;
         self.seen[w] |= 1 << b;
+        was
+    }
+
+    /// Marks `t` as reported duplicate; true when it already was.
+    fn mark_duplicate(&mut self, t: u8) -> bool {
+        let (w, b) = (usize::from(t / 64), t % 64);
+        let was = self.duplicate[w] & (1 << b) != 0;
+        self.duplicate[w] |= 1 << b;
         was
     }
 
@@ -489,27 +499,6 @@ fn decode_update(msg: &Bytes, ctx: &DecodeContext) -> Result<Decoded, DecodeErro
         }
     }
 
-    // RFC 7606 §5: treat-as-withdraw covers the NLRI field and MP_REACH_NLRI.
-    if st
-        .errors
-        .iter()
-        .any(|e| matches!(e.action, Action::TreatAsWithdraw { .. }))
-    {
-        let all: Arc<[Nlri]> = nlri
-            .iter()
-            .chain(st.mp_reach.iter().flat_map(|m| m.nlri.iter()))
-            .copied()
-            .collect();
-        for e in &mut st.errors {
-            if let Action::TreatAsWithdraw { withdraw } = &mut e.action {
-                *withdraw = all.clone();
-            }
-        }
-    }
-    // Strongest action first (RFC 7606 §3 j).
-    st.errors
-        .sort_by_key(|e| std::cmp::Reverse(e.action.severity()));
-
     let update = Update {
         withdrawn,
         attributes: st.attrs,
@@ -517,10 +506,79 @@ fn decode_update(msg: &Bytes, ctx: &DecodeContext) -> Result<Decoded, DecodeErro
         mp_reach: st.mp_reach,
         mp_unreach: st.mp_unreach,
     };
+    let mut errors = st.errors;
+    settle_errors(&update, &mut errors);
     Ok(Decoded {
         message: Message::Update(update),
-        errors: st.errors,
+        errors,
     })
+}
+
+/// Fills the NLRI of treat-as-withdraw errors (RFC 7606 §5: the NLRI field and
+/// MP_REACH_NLRI) and puts the strongest action first (RFC 7606 §3 j).
+fn settle_errors(update: &Update, errors: &mut [DecodeError]) {
+    if errors
+        .iter()
+        .any(|e| matches!(e.action, Action::TreatAsWithdraw { .. }))
+    {
+        let all: Arc<[Nlri]> = update.announced().copied().collect();
+        for e in errors.iter_mut() {
+            if let Action::TreatAsWithdraw { withdraw } = &mut e.action {
+                *withdraw = all.clone();
+            }
+        }
+    }
+    errors.sort_by_key(|e| std::cmp::Reverse(e.action.severity()));
+}
+
+impl Decoded {
+    /// Applies the RFC 7606 rules that depend on the peer being external, which the decoder
+    /// cannot know: call it for UPDATEs from eBGP peers.
+    ///
+    /// * §7.5: LOCAL_PREF from an external peer is discarded (attribute discard);
+    /// * §7.2 / RFC 5065 §5.4: AS_CONFED_SEQUENCE/AS_CONFED_SET from a peer outside our
+    ///   confederation (`same_confederation == false`) make the UPDATE treat-as-withdraw;
+    /// * RFC 4271 §6.3: when `peer_as` is given (the usual "enforce first AS"; route servers
+    ///   do not prepend theirs), an AS_PATH not starting with it is a Malformed AS_PATH,
+    ///   treat-as-withdraw per §7.2.
+    pub fn apply_external_peer_rules(&mut self, peer_as: Option<u32>, same_confederation: bool) {
+        let Message::Update(update) = &mut self.message else {
+            return;
+        };
+        let a = &mut update.attributes;
+        if a.local_pref.take().is_some() {
+            self.errors.push(DecodeError::attribute_discard(
+                Reason::LocalPrefFromExternalPeer,
+                UpdateSubcode::MalformedAttributeList,
+                Bytes::new(),
+                AttributeType::LocalPref,
+            ));
+        }
+        let has_nlri = update.announced().next().is_some();
+        if let (Some(path), true) = (&update.attributes.as_path, has_nlri) {
+            let confed = path.segments.iter().any(|s| is_confed(s.kind));
+            if confed && !same_confederation {
+                self.errors.push(DecodeError::treat_as_withdraw(
+                    Reason::MalformedAsPath(AttributeType::AsPath),
+                    UpdateSubcode::MalformedAsPath,
+                    Bytes::new(),
+                ));
+            } else if let Some(peer) = peer_as
+                && !same_confederation
+                && path.first_as() != Some(peer)
+            {
+                self.errors.push(DecodeError::treat_as_withdraw(
+                    Reason::FirstAsMismatch {
+                        expected: peer,
+                        found: path.first_as(),
+                    },
+                    UpdateSubcode::MalformedAsPath,
+                    Bytes::new(),
+                ));
+            }
+        }
+        settle_errors(update, &mut self.errors);
+    }
 }
 
 /// Splits one attribute off `i`: (flags, type, value, whole attribute, rest), or `None` on
@@ -581,6 +639,10 @@ fn decode_attribute(
                 UpdateSubcode::MalformedAttributeList,
                 Bytes::new(),
             ));
+        }
+        // One report per type code: thousands of repeats must not become thousands of errors.
+        if st.mark_duplicate(type_code) {
+            return Ok(());
         }
         st.errors.push(DecodeError::attribute_discard(
             Reason::DuplicateAttribute(t),

@@ -166,6 +166,17 @@ pub enum Reason {
     /// NEXT_HOP that is not a unicast address (RFC 4271 §6.3, RFC 7606 §7.3).
     #[error("invalid NEXT_HOP {0}")]
     InvalidNextHop(Ipv4Addr),
+    /// LOCAL_PREF received from an external peer (RFC 7606 §7.5).
+    #[error("LOCAL_PREF from an external peer")]
+    LocalPrefFromExternalPeer,
+    /// The leftmost AS of AS_PATH is not the external peer's AS (RFC 4271 §6.3).
+    #[error("AS_PATH starts with {found:?}, not the peer AS {expected}")]
+    FirstAsMismatch {
+        /// The peer's AS.
+        expected: u32,
+        /// The first AS of the path, if any.
+        found: Option<u32>,
+    },
     /// A well-known mandatory attribute is missing (RFC 7606 §3 d).
     #[error("missing well-known attribute {0}")]
     MissingWellKnown(AttributeType),

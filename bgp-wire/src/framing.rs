@@ -16,7 +16,7 @@ use crate::iana::{ErrorCode, MessageHeaderSubcode};
 pub fn frame(buf: &[u8], max_message_len: usize) -> Result<Option<usize>, DecodeError> {
     let Some(header) = buf.get(..HEADER_LEN) else {
         // Reject a bad marker as soon as it shows, without waiting for 19 octets.
-        if buf.iter().any(|&b| b != 0xff) {
+        if buf.iter().take(16).any(|&b| b != 0xff) {
             return Err(bad_marker());
         }
         return Ok(None);
@@ -94,6 +94,8 @@ mod tests {
         let e = frame(&m, MAX_MESSAGE_LEN).unwrap_err();
         assert_eq!((e.code, e.subcode), (ErrorCode::MessageHeader, 1));
         assert!(frame(&m[..5], MAX_MESSAGE_LEN).is_err());
+        // A partial header is fine while the marker seen so far is all ones.
+        assert_eq!(frame(&keepalive()[..18], MAX_MESSAGE_LEN).unwrap(), None);
         let mut m = keepalive();
         m[16] = 0x10; // 4096 + 19
         m[17] = 0x13;

@@ -608,3 +608,80 @@ fn two_octet_encoding_writes_as_trans_and_as4_path() {
     let (back, _) = decode_with(out.freeze(), &as2()).unwrap();
     assert_eq!(back, u);
 }
+
+// ===== Rules that depend on the peer being external =====
+
+#[test]
+fn external_peer_rules() {
+    let local_pref = [0x40, 5, 4, 0, 0, 0, 100];
+    let mut d = Message::decode(
+        update(&[], &[ORIGIN, AS_PATH, NEXT_HOP, &local_pref], NLRI),
+        &DecodeContext::default(),
+    )
+    .unwrap();
+    d.apply_external_peer_rules(Some(65001), false);
+    assert_eq!(d.errors.len(), 1);
+    assert_eq!(
+        d.errors[0].action,
+        Action::AttributeDiscard {
+            attribute: AttributeType::LocalPref
+        }
+    );
+    let Message::Update(u) = &d.message else {
+        panic!()
+    };
+    assert_eq!(u.attributes.local_pref, None);
+
+    // First AS is not the peer's: treat-as-withdraw (RFC 4271 §6.3 with RFC 7606 §7.2).
+    let mut d = Message::decode(
+        update(&[], &[ORIGIN, AS_PATH, NEXT_HOP], NLRI),
+        &DecodeContext::default(),
+    )
+    .unwrap();
+    d.apply_external_peer_rules(Some(65002), false);
+    assert_eq!(d.treat_as_withdraw(), Some(&[p("10.1.2.0/24")][..]));
+    let mut d = Message::decode(
+        update(&[], &[ORIGIN, AS_PATH, NEXT_HOP], NLRI),
+        &DecodeContext::default(),
+    )
+    .unwrap();
+    d.apply_external_peer_rules(None, false);
+    assert!(d.errors.is_empty());
+
+    // Confederation segments from outside the confederation.
+    let confed = [0x40, 2, 12, 3, 1, 0, 0, 0xfd, 0xe8, 2, 1, 0, 0, 0xfd, 0xe9];
+    let mut d = Message::decode(
+        update(&[], &[ORIGIN, &confed, NEXT_HOP], NLRI),
+        &DecodeContext::default(),
+    )
+    .unwrap();
+    d.apply_external_peer_rules(None, false);
+    assert_eq!(
+        d.errors[0].reason,
+        Reason::MalformedAsPath(AttributeType::AsPath)
+    );
+    let mut d = Message::decode(
+        update(&[], &[ORIGIN, &confed, NEXT_HOP], NLRI),
+        &DecodeContext::default(),
+    )
+    .unwrap();
+    d.apply_external_peer_rules(Some(65001), true);
+    assert!(d.errors.is_empty());
+}
+
+#[test]
+fn repeated_attributes_are_reported_once() {
+    let med = [0x80u8, 4, 4, 0, 0, 0, 1];
+    let mut attrs: Vec<&[u8]> = vec![ORIGIN, AS_PATH, NEXT_HOP];
+    attrs.extend(std::iter::repeat_n(&med[..], 500));
+    let (u, errors) = decode_with(
+        update(&[], &attrs, NLRI),
+        &DecodeContext {
+            extended_messages: true,
+            ..DecodeContext::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(u.attributes.med, Some(1));
+}
