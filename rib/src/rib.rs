@@ -159,6 +159,23 @@ pub struct PeerConfig {
 }
 
 impl PeerConfig {
+    /// A peer with policies `all`/`all`, automatic next hop and no reflection.
+    pub fn new(address: IpAddr, remote_as: u32) -> Self {
+        PeerConfig {
+            address,
+            remote_as,
+            local_as: None,
+            rr_client: false,
+            rr_cluster_id: None,
+            next_hop_mode: NextHopMode::Auto,
+            allow_local_as: 0,
+            import: tern_config::policy::ALL.to_string(),
+            export: tern_config::policy::ALL.to_string(),
+            soft_reconfig_in: false,
+            allow_local_pref: false,
+        }
+    }
+
     /// The RIB-relevant part of a configured peer.
     pub fn from_config(p: &tern_config::Peer) -> Self {
         PeerConfig {
