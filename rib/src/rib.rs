@@ -52,7 +52,7 @@ impl Local {
 const FIRST_PEER: u16 = 3;
 
 /// Where a route came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {
     /// A BGP peer.
     Peer(PeerId),
