@@ -107,7 +107,7 @@ pub fn bird_config(which: Bird, spec: &PeerSpec, log: &Path) -> String {
     let _ = writeln!(c, "protocol device {{ scan time 10; }}");
     let v6 = spec.v6();
     if !spec.originate.is_empty() {
-        let _ = writeln!(c, "protocol static originate {{");
+        let _ = writeln!(c, "protocol static tern_static {{");
         if which == Bird::V2 {
             let _ = writeln!(c, "  {};", if v6 { "ipv6" } else { "ipv4" });
         }
@@ -350,7 +350,7 @@ impl GobgpHandle {
     pub fn established(&self, neighbor: &IpAddr) -> bool {
         self.gobgp(&["neighbor", &neighbor.to_string()])
             .lines()
-            .any(|l| l.contains("BGP state") && l.contains("established"))
+            .any(|l| l.contains("BGP state") && l.to_lowercase().contains("established"))
     }
 
     /// Destinations in the global RIB (`gobgp global rib summary`), which holds what the
