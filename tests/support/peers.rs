@@ -439,7 +439,7 @@ pub fn frr_config(spec: &PeerSpec) -> String {
     let mut c = String::new();
     let _ = writeln!(
         c,
-        "frr defaults traditional\nhostname peer\nlog stdout debugging\n!"
+        "frr defaults traditional\nhostname peer\nlog stdout informational\ndebug bgp neighbor-events\n!"
     );
     let _ = writeln!(c, "router bgp {}", spec.asn);
     let _ = writeln!(c, " bgp router-id {}", spec.router_id);
