@@ -203,6 +203,11 @@ pub enum Action {
     Deliver(Decoded),
     /// The Established session ended (the layer above withdraws, or keeps stale under GR).
     Down(Reason),
+    /// Connection collision detection (RFC 4271 §6.8) closed one of two connections.
+    CollisionResolved {
+        /// Who opened the connection that was kept.
+        kept: Direction,
+    },
 }
 
 /// The phase of one connection.
@@ -678,6 +683,7 @@ impl Session {
             return true;
         };
         let other_id = other.id;
+        let other_dir = other.dir;
         if other.phase == Phase::Established {
             let gr = other
                 .negotiated
@@ -690,6 +696,7 @@ impl Session {
                 self.reason = Reason::PeerRestarted;
                 return true;
             }
+            let kept = other_dir;
             self.fail(
                 id,
                 Some(collision.clone()),
@@ -697,6 +704,7 @@ impl Session {
                 now,
                 out,
             );
+            out.push(Action::CollisionResolved { kept });
             return false;
         }
         let Some(this_dir) = self.conn(id).map(|c| c.dir) else {
@@ -709,8 +717,10 @@ impl Session {
         } else {
             id
         };
+        let kept = if loser == id { other_dir } else { this_dir };
         self.close_conn(loser, Some(collision.clone()), out);
         self.reason = Reason::NotificationSent(collision);
+        out.push(Action::CollisionResolved { kept });
         loser != id
     }
 

@@ -836,6 +836,7 @@ struct Pair {
     queue: VecDeque<(bool, Action)>,
     established: Vec<(bool, ConnId)>,
     notifications: Vec<(bool, Notification)>,
+    collisions: Vec<(bool, Direction)>,
 }
 
 impl Pair {
@@ -848,6 +849,7 @@ impl Pair {
             queue: VecDeque::new(),
             established: Vec::new(),
             notifications: Vec::new(),
+            collisions: Vec::new(),
         }
     }
 
@@ -889,6 +891,7 @@ impl Pair {
                     }
                 }
                 Action::Established(c, _) => self.established.push((side, c)),
+                Action::CollisionResolved { kept } => self.collisions.push((side, kept)),
                 _ => {}
             }
         }
@@ -949,6 +952,12 @@ fn collision_keeps_the_connection_of_the_higher_identifier() {
         // The surviving connection was opened by the side with the higher identifier.
         let (_, dir_a) = p.a.connections().next().unwrap();
         assert_eq!(dir_a == Direction::Outbound, winner_is_a);
+        // Each side resolved the collision it saw in favour of the same connection.
+        assert!(!p.collisions.is_empty());
+        for (side, kept) in &p.collisions {
+            let kept_by_a = (*kept == Direction::Outbound) == *side;
+            assert_eq!(kept_by_a, winner_is_a, "{:?}", p.collisions);
+        }
         // Exactly one connection was closed with Cease / Connection Collision Resolution.
         let cease: Vec<_> = p
             .notifications
@@ -998,6 +1007,9 @@ fn new_connection_while_established_is_closed_by_collision_detection() {
     );
     assert!(closed(&a, new));
     assert!(downs(&a).is_empty());
+    assert!(a.contains(&Action::CollisionResolved {
+        kept: Direction::Outbound
+    }));
     assert_eq!(r.s.established().map(|(c, _)| c), Some(old));
 }
 

@@ -38,7 +38,9 @@ pub use sockopt::MD5_MAX_KEY_LEN;
 
 use crate::context::{DecodeContext, EncodeContext, MAX_EXTENDED_MESSAGE_LEN};
 use crate::framing::next_message;
-use crate::fsm::{Action, ConnId, Event, Negotiated, Reason, Session, SessionConfig, State};
+use crate::fsm::{
+    Action, ConnId, Direction, Event, Negotiated, Reason, Session, SessionConfig, State,
+};
 use crate::iana::{CeaseSubcode, RouteRefreshSubtype};
 use crate::message::{Decoded, Message, RouteRefresh, Update};
 use crate::nlri::Family;
@@ -139,6 +141,11 @@ pub enum SessionEvent {
     Received(Decoded),
     /// Something we were asked to send could not be encoded (and was dropped).
     SendFailed(String),
+    /// Both sides had connected; collision detection kept the connection opened by `kept`.
+    CollisionResolved {
+        /// Who opened the surviving connection.
+        kept: Direction,
+    },
 }
 
 /// A running session: the handle to its task.
@@ -859,6 +866,11 @@ impl Driver {
                     self.pending.push_back(SessionEvent::Established(n));
                 }
                 Action::Deliver(d) => self.pending.push_back(SessionEvent::Received(d)),
+                Action::CollisionResolved { kept } => {
+                    tracing::info!(peer = %self.transport.address, ?kept, "connection collision resolved");
+                    self.pending
+                        .push_back(SessionEvent::CollisionResolved { kept });
+                }
                 Action::Down(reason) => {
                     self.established = None;
                     self.pending.push_back(SessionEvent::Down(reason));
