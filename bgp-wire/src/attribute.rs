@@ -39,6 +39,30 @@ pub mod flags {
 
 /// The path attributes of an UPDATE, without its NLRI (RFC 4271 §5).
 ///
+/// Value layouts (after the attribute header) and what a malformed one costs:
+///
+/// ```text
+/// type  attribute            value                                   RFC         malformed
+///    1  ORIGIN               1 octet: 0 IGP, 1 EGP, 2 INCOMPLETE     4271 §5.1.1 treat-as-withdraw
+///    2  AS_PATH              segments (see AsPath)                   4271 §5.1.2 treat-as-withdraw
+///    3  NEXT_HOP             4 octets IPv4 address                   4271 §5.1.3 treat-as-withdraw
+///    4  MULTI_EXIT_DISC      4 octets                                4271 §5.1.4 treat-as-withdraw
+///    5  LOCAL_PREF           4 octets                                4271 §5.1.5 treat-as-withdraw
+///    6  ATOMIC_AGGREGATE     empty                                   4271 §5.1.6 attribute discard
+///    7  AGGREGATOR           AS (2 or 4 octets) + 4 octets address   4271 §5.1.7 attribute discard
+///    8  COMMUNITIES          n × 4 octets, n ≥ 1                     1997        treat-as-withdraw
+///    9  ORIGINATOR_ID        4 octets                                4456 §8     treat-as-withdraw
+///   10  CLUSTER_LIST         n × 4 octets, n ≥ 1                     4456 §8     treat-as-withdraw
+///   14  MP_REACH_NLRI        see MpReach                             4760 §3     session reset
+///   15  MP_UNREACH_NLRI      see MpUnreach                           4760 §4     session reset
+///   16  EXTENDED_COMMUNITIES n × 8 octets                            4360 §2     treat-as-withdraw
+///   17  AS4_PATH             segments, 4-octet ASes, no confed       6793 §3     attribute discard
+///   18  AS4_AGGREGATOR       4 octets AS + 4 octets address          6793 §3     attribute discard
+///   32  LARGE_COMMUNITY      n × 12 octets, n ≥ 1                    8092 §3     treat-as-withdraw
+///   35  OTC                  4 octets AS                             9234 §5     treat-as-withdraw
+/// ```
+/// (RFC 7606 §7 and the attribute's own RFC give the action.)
+///
 /// `None`/empty means "attribute absent". AS4_PATH and AS4_AGGREGATOR never appear here:
 /// on 2-octet sessions the decoder merges them into `as_path`/`aggregator` (RFC 6793 §4.2.3)
 /// and the encoder derives them again. MP_REACH_NLRI/MP_UNREACH_NLRI NLRI belong to the
