@@ -294,3 +294,49 @@ async fn dropping_the_handle_sends_peer_deconfigured() {
     // The address is free for a new configuration of the same peer.
     assert!(ea.add_peer(peer_config(A, B, port(&eb))).is_ok());
 }
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_pushes_back_on_the_caller() {
+    let ea = endpoint(A);
+    let eb = endpoint(B);
+    let mut pa = ea.add_peer(peer_config(A, B, port(&eb))).unwrap();
+    let mut pb = eb.add_peer(peer_config(B, A, port(&ea))).unwrap();
+    pa.commands.send(Command::Start).await.unwrap();
+    pb.commands.send(Command::Start).await.unwrap();
+    let na = established(&mut pa).await;
+    established(&mut pb).await;
+
+    // B's consumer stops reading events: B stops decoding, TCP fills up, A's queue reaches its
+    // high-water mark, A stops taking commands and the bounded command channel fills.
+    let mut wire = BytesMut::new();
+    UpdatePacker::new(na.encode_context())
+        .announce(&attrs(65001, A), &routes(1000), &mut wire)
+        .unwrap();
+    let chunk = wire.freeze();
+    let mut accepted = 0usize;
+    let full = loop {
+        match pa
+            .commands
+            .try_send(Command::SendEncoded(vec![chunk.clone()]))
+        {
+            Ok(()) => accepted += 1,
+            Err(mpsc::error::TrySendError::Full(_)) => break true,
+            Err(mpsc::error::TrySendError::Closed(_)) => break false,
+        }
+        if accepted % 64 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            accepted < 100_000,
+            "no back-pressure after {accepted} sends"
+        );
+    };
+    assert!(full);
+    // Bounded: kernel socket buffers, the high-water mark and the channel, nothing more.
+    let queued_bytes = accepted * chunk.len();
+    assert!(
+        queued_bytes < 64 * 1024 * 1024,
+        "{queued_bytes} octets accepted"
+    );
+    drop(pb);
+}
