@@ -323,7 +323,7 @@ async fn a_peer_that_stops_reading_pushes_back_on_the_caller() {
             Err(mpsc::error::TrySendError::Full(_)) => break true,
             Err(mpsc::error::TrySendError::Closed(_)) => break false,
         }
-        if accepted % 64 == 0 {
+        if accepted.is_multiple_of(64) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(
