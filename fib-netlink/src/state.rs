@@ -145,32 +145,45 @@ pub fn same_route(desired: &Route, kernel: &Route, index_of: &dyn Fn(&str) -> Op
     }
 }
 
+/// The keys whose kernel route must change for the kernel to match `desired`, in key order:
+/// what differs or is missing, and what is only in the kernel when `delete_stale`.
+fn diff_keys(
+    desired: &HashMap<RouteKey, Route>,
+    kernel: &HashMap<RouteKey, Route>,
+    delete_stale: bool,
+    index_of: &dyn Fn(&str) -> Option<u32>,
+) -> Vec<RouteKey> {
+    let mut keys: Vec<RouteKey> = desired
+        .iter()
+        .filter(|(k, d)| !kernel.get(k).is_some_and(|kr| same_route(d, kr, index_of)))
+        .map(|(k, _)| *k)
+        .collect();
+    if delete_stale {
+        keys.extend(kernel.keys().filter(|k| !desired.contains_key(k)));
+    }
+    keys.sort_unstable();
+    keys
+}
+
 /// The writes that take the kernel from `kernel` to `desired`: replace what differs or is
-/// missing; delete what is only in the kernel when `delete_stale`.
+/// missing; delete what is only in the kernel when `delete_stale`. In key order.
 pub fn diff(
     desired: &HashMap<RouteKey, Route>,
     kernel: &HashMap<RouteKey, Route>,
     delete_stale: bool,
     index_of: &dyn Fn(&str) -> Option<u32>,
 ) -> Vec<RouteOp> {
-    let mut ops: Vec<RouteOp> = desired
-        .iter()
-        .filter(|(k, d)| !kernel.get(k).is_some_and(|kr| same_route(d, kr, index_of)))
-        .map(|(_, d)| RouteOp::Replace(d.clone()))
-        .collect();
-    if delete_stale {
-        ops.extend(
-            kernel
-                .iter()
-                .filter(|(k, _)| !desired.contains_key(k))
-                .map(|(k, r)| RouteOp::Delete {
-                    key: *k,
-                    protocol: r.protocol,
-                }),
-        );
-    }
-    ops.sort_by_key(|op| op.key());
-    ops
+    diff_keys(desired, kernel, delete_stale, index_of)
+        .into_iter()
+        .filter_map(|k| match (desired.get(&k), kernel.get(&k)) {
+            (Some(d), _) => Some(RouteOp::Replace(d.clone())),
+            (None, Some(r)) => Some(RouteOp::Delete {
+                key: k,
+                protocol: r.protocol,
+            }),
+            (None, None) => None,
+        })
+        .collect()
 }
 
 /// Desired and kernel state, the coalescing queue between them, and learning.
@@ -449,11 +462,11 @@ impl FibState {
         self.failed.clear();
         self.needs_resync = false;
         let names = self.names.clone();
-        let ops = diff(&self.desired, &self.kernel, self.converged, &|n| {
+        let keys = diff_keys(&self.desired, &self.kernel, self.converged, &|n| {
             names.get(n).copied()
         });
-        for op in ops {
-            self.pending.push(op.key());
+        for key in keys {
+            self.pending.push(key);
         }
     }
 
