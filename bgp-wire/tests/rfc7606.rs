@@ -685,3 +685,27 @@ fn repeated_attributes_are_reported_once() {
     assert_eq!(errors.len(), 1);
     assert_eq!(u.attributes.med, Some(1));
 }
+
+#[test]
+fn hostile_floods_stay_bounded() {
+    let ext = DecodeContext {
+        extended_messages: true,
+        ..DecodeContext::default()
+    };
+    // 21,000 three-octet attributes of every type code: one error per repeated type at most,
+    // one kept unknown attribute per type code at most.
+    // (MP_REACH_NLRI/MP_UNREACH_NLRI left out: a malformed one resets the session at once.)
+    let codes: Vec<u8> = (0..=255u8).filter(|&t| t != 14 && t != 15).collect();
+    let attrs: Vec<Vec<u8>> = (0..21_000usize)
+        .map(|i| vec![0xc0, codes[i % codes.len()], 0])
+        .collect();
+    let refs: Vec<&[u8]> = attrs.iter().map(|a| &a[..]).collect();
+    let (u, errors) = decode_with(update(&[], &refs, &[]), &ext).unwrap();
+    assert!(errors.len() <= 2 * 256, "{}", errors.len());
+    assert!(!errors.is_empty());
+    assert!(u.attributes.unknown.len() <= 256);
+    // 65,000 default routes in the NLRI field decode in one pass.
+    let nlri = vec![0u8; 65_000];
+    let (u, _) = decode_with(update(&[], &[ORIGIN, AS_PATH, NEXT_HOP], &nlri), &ext).unwrap();
+    assert_eq!(u.nlri.len(), 65_000);
+}
