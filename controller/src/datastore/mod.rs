@@ -2,12 +2,14 @@
 //! stream of newer consistent snapshots as the datastore changes (`compute()` is cheap and pure,
 //! so consumers simply recompute from each snapshot and diff the result).
 
+pub mod etcd;
 pub mod file;
 
 use std::time::Duration;
 
 use crate::model::{Model, Problem};
 
+pub use etcd::EtcdDatastore;
 pub use file::FileDatastore;
 
 /// A consistent view of the datastore.
@@ -31,6 +33,14 @@ pub enum DatastoreError {
         path: String,
         /// The error.
         source: std::io::Error,
+    },
+    /// A remote datastore failed or is unreachable.
+    #[error("{what}: {message}")]
+    Remote {
+        /// Which datastore (type and endpoints).
+        what: String,
+        /// What failed.
+        message: String,
     },
     /// The change watcher failed.
     #[error("watching {path}: {message}")]

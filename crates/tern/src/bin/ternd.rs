@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use controller::datastore::{Datastore, FileDatastore};
+use controller::datastore::{Datastore, EtcdDatastore, FileDatastore};
 use controller::{NodeEnv, compute};
 
 #[derive(Parser, Debug)]
@@ -23,6 +23,9 @@ struct Args {
     /// Folder of YAML files for the `file` datastore [env: TERN_CONFIG_DIR].
     #[arg(long)]
     config_dir: Option<PathBuf>,
+    /// etcd endpoints, comma-separated (`http://host:2379`) [env: ETCD_ENDPOINTS].
+    #[arg(long)]
+    etcd_endpoints: Option<String>,
     /// This node's name [env: NODENAME].
     #[arg(long)]
     node_name: Option<String>,
@@ -57,9 +60,24 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .snapshot()
                 .with_context(|| format!("reading the file datastore {}", dir.display()))?
         }
-        "etcdv3" | "kubernetes" => bail!(
-            "the {datastore} datastore is not available in this build of ternd; use --datastore file"
-        ),
+        "etcdv3" => {
+            let endpoints: Vec<String> = args
+                .etcd_endpoints
+                .or_else(|| env("ETCD_ENDPOINTS"))
+                .context("the etcdv3 datastore needs ETCD_ENDPOINTS or --etcd-endpoints")?
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            EtcdDatastore::new(endpoints)?
+                .snapshot()
+                .context("reading the etcdv3 datastore")?
+        }
+        "kubernetes" => {
+            bail!(
+                "the kubernetes datastore is not available in this build of ternd; use file or etcdv3"
+            )
+        }
         other => bail!("unknown datastore type {other:?} (expected file, etcdv3 or kubernetes)"),
     };
     if !snapshot.problems.is_empty() {

@@ -1,0 +1,299 @@
+//! The etcdv3 datastore against a real `etcd` (Debian `etcd-server`) on loopback, random ports
+//! and a temporary data directory. Skips loudly without the binary; fails under CI=true.
+#![allow(clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use controller::datastore::file::parse_files;
+use controller::datastore::{Datastore, EtcdDatastore, FileDatastore};
+use controller::{NodeEnv, compute};
+use serde_json::Value;
+use tern_tests::{Daemon, TempDir, require_binary, wait_for};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Etcd {
+    _daemon: Daemon,
+    _dir: TempDir,
+    endpoint: String,
+}
+
+fn start_etcd(test: &str) -> Option<Etcd> {
+    let bin = require_binary(test, "etcd")?;
+    let dir = TempDir::new("etd");
+    let (client, peer) = (free_port(), free_port());
+    let endpoint = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut cmd = Command::new(bin);
+    cmd.args(["--name", "tern-test", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen-client-urls",
+            &endpoint,
+            "--advertise-client-urls",
+            &endpoint,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
+        .args(["--initial-cluster", &format!("tern-test={peer_url}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let daemon = Daemon::spawn(cmd);
+    wait_for(
+        "etcd to accept connections",
+        Duration::from_secs(20),
+        || std::net::TcpStream::connect(("127.0.0.1", client)).ok(),
+    );
+    Some(Etcd {
+        _daemon: daemon,
+        _dir: dir,
+        endpoint,
+    })
+}
+
+/// `etcdctl`-free writes: a tiny client on its own runtime.
+struct Writer {
+    rt: tokio::runtime::Runtime,
+    client: etcd_client::Client,
+}
+
+impl Writer {
+    fn new(endpoint: &str) -> Writer {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = wait_for("etcd to answer", Duration::from_secs(20), || {
+            rt.block_on(async {
+                let mut c = etcd_client::Client::connect([endpoint], None).await.ok()?;
+                c.get("/", None).await.ok()?;
+                Some(c)
+            })
+        });
+        Writer { rt, client }
+    }
+    fn put(&mut self, k: &str, v: &str) {
+        self.rt.block_on(self.client.put(k, v, None)).unwrap();
+    }
+    fn delete(&mut self, k: &str) {
+        self.rt.block_on(self.client.delete(k, None)).unwrap();
+    }
+    fn compact_all(&mut self) {
+        let rev = self
+            .rt
+            .block_on(self.client.get("/", None))
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        self.rt.block_on(self.client.compact(rev, None)).unwrap();
+    }
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/calico-conformance/mock_data/calicoctl"
+    ))
+    .join(rel)
+}
+
+fn plural(kind: &str) -> &'static str {
+    match kind {
+        "BGPConfiguration" => "bgpconfigurations",
+        "BGPPeer" => "bgppeers",
+        "BGPFilter" => "bgpfilters",
+        "IPPool" => "ippools",
+        "Node" => "nodes",
+        other => panic!("no etcd plural for {other}"),
+    }
+}
+
+/// Store a calicoctl document the way libcalico-go does in etcd (contract §5.2).
+fn put_doc(w: &mut Writer, v: &Value) {
+    let kind = v["kind"].as_str().unwrap();
+    let name = v["metadata"]["name"].as_str().unwrap();
+    w.put(
+        &format!(
+            "/calico/resources/v3/projectcalico.org/{}/{name}",
+            plural(kind)
+        ),
+        &v.to_string(),
+    );
+}
+
+const AFFINITIES: &[(&str, &str)] = &[
+    ("10.0.0.0-30", "{}"),
+    ("10.1.0.0-24", ""),
+    ("192.168.221.64-26", r#"{"state":"confirmed"}"#),
+    ("192.168.221.0-26", r#"{"state":"pending"}"#),
+];
+
+#[test]
+fn etcd_snapshot_matches_the_file_datastore_and_follows_changes() {
+    let Some(etcd) = start_etcd("etcd_snapshot_matches_the_file_datastore_and_follows_changes")
+    else {
+        return;
+    };
+    let mut w = Writer::new(&etcd.endpoint);
+    let input = fixture("mesh/ipip-cross-subnet/input.yaml");
+    let text = std::fs::read_to_string(&input).unwrap();
+    let (docs, problems) = parse_files(&[(input.display().to_string(), text.clone())]);
+    assert!(problems.is_empty());
+    for (_, d) in &docs {
+        put_doc(&mut w, d);
+    }
+    for (cidr, v) in AFFINITIES {
+        w.put(
+            &format!("/calico/ipam/v2/host/kube-master/ipv4/block/{cidr}"),
+            v,
+        );
+    }
+    // Unrelated keys are ignored.
+    w.put("/calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26", "{}");
+    w.put("/calico/felix/v2/whatever", "x");
+
+    // The same resources in a folder (affinities as BlockAffinity objects).
+    let dir = TempDir::new("etf");
+    dir.write("input.yaml", &text);
+    let mut aff = String::new();
+    for (cidr, v) in AFFINITIES {
+        let state = serde_json::from_str::<Value>(v)
+            .ok()
+            .and_then(|j| j["state"].as_str().map(String::from))
+            .unwrap_or_default();
+        let (a, l) = cidr.rsplit_once('-').unwrap();
+        aff.push_str(&format!(
+            "---\napiVersion: projectcalico.org/v3\nkind: BlockAffinity\nmetadata: {{name: a-{cidr}}}\nspec: {{node: kube-master, cidr: {a}/{l}, state: \"{state}\"}}\n"
+        ));
+    }
+    dir.write("affinities.yaml", &aff);
+
+    let env = NodeEnv {
+        node_name: "kube-master".into(),
+        ..NodeEnv::default()
+    };
+    let mut ds = EtcdDatastore::new(vec![etcd.endpoint.clone()]).unwrap();
+    let snap = ds.snapshot().unwrap();
+    assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+    let from_etcd = compute(&snap.model, &env).unwrap();
+    let from_files = compute(
+        &FileDatastore::new(dir.path()).snapshot().unwrap().model,
+        &env,
+    )
+    .unwrap();
+    assert_eq!(from_etcd, from_files);
+    assert_eq!(
+        from_etcd.blackholes.len(),
+        3,
+        "pending affinity ignored: {:?}",
+        from_etcd.blackholes
+    );
+
+    // Nothing changes: no new snapshot.
+    assert!(
+        ds.next_change(Duration::from_millis(300))
+            .unwrap()
+            .is_none()
+    );
+
+    // A new node appears: a new mesh session.
+    let node = r#"{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":{"name":"kube-node-9"},"spec":{"bgp":{"ipv4Address":"10.192.0.9/16"}}}"#;
+    w.put(
+        "/calico/resources/v3/projectcalico.org/nodes/kube-node-9",
+        node,
+    );
+    let next = wait_for("the new node", Duration::from_secs(10), || {
+        ds.next_change(Duration::from_secs(1)).unwrap()
+    });
+    assert!(next.revision > snap.revision);
+    let cfg = compute(&next.model, &env).unwrap();
+    assert!(
+        cfg.peer("Mesh_10_192_0_9").is_some(),
+        "{:?}",
+        cfg.peers.iter().map(|p| &p.name).collect::<Vec<_>>()
+    );
+
+    // It goes away again.
+    w.delete("/calico/resources/v3/projectcalico.org/nodes/kube-node-9");
+    let next = wait_for("the node removal", Duration::from_secs(10), || {
+        ds.next_change(Duration::from_secs(1)).unwrap()
+    });
+    assert!(
+        compute(&next.model, &env)
+            .unwrap()
+            .peer("Mesh_10_192_0_9")
+            .is_none()
+    );
+
+    // An invalid object is reported with its name and field, and skipped.
+    w.put(
+        "/calico/resources/v3/projectcalico.org/ippools/broken",
+        r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"broken"},"spec":{"cidr":"10.0.0.0/99"}}"#,
+    );
+    let next = wait_for("the broken pool", Duration::from_secs(10), || {
+        ds.next_change(Duration::from_secs(1)).unwrap()
+    });
+    assert_eq!(next.problems.len(), 1);
+    assert_eq!(
+        (
+            next.problems[0].name.as_str(),
+            next.problems[0].field.as_str()
+        ),
+        ("broken", "spec.cidr")
+    );
+    assert!(compute(&next.model, &env).is_ok());
+}
+
+#[test]
+fn etcd_compaction_leads_to_a_fresh_snapshot() {
+    let Some(etcd) = start_etcd("etcd_compaction_leads_to_a_fresh_snapshot") else {
+        return;
+    };
+    let mut w = Writer::new(&etcd.endpoint);
+    let pool = |name: &str, cidr: &str| {
+        format!(
+            r#"{{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{{"name":"{name}"}},"spec":{{"cidr":"{cidr}"}}}}"#
+        )
+    };
+    w.put(
+        "/calico/resources/v3/projectcalico.org/ippools/p1",
+        &pool("p1", "10.1.0.0/16"),
+    );
+    let mut ds = EtcdDatastore::new(vec![etcd.endpoint.clone()]).unwrap();
+    let first = ds.snapshot().unwrap();
+    assert_eq!(first.model.ip_pools.len(), 1);
+    // Changes happen and history is compacted before we watch: our start revision is gone.
+    w.put(
+        "/calico/resources/v3/projectcalico.org/ippools/p2",
+        &pool("p2", "10.2.0.0/16"),
+    );
+    w.delete("/calico/resources/v3/projectcalico.org/ippools/p1");
+    w.compact_all();
+    let next = wait_for("a fresh snapshot", Duration::from_secs(10), || {
+        ds.next_change(Duration::from_secs(1)).unwrap()
+    });
+    assert_eq!(next.model.ip_pools.keys().collect::<Vec<_>>(), vec!["p2"]);
+    assert!(ds.etcd_revision() > 0);
+}
+
+#[test]
+fn unreachable_etcd_is_an_error() {
+    let port = free_port();
+    let mut ds = EtcdDatastore::new(vec![format!("http://127.0.0.1:{port}")]).unwrap();
+    let e = ds.snapshot().unwrap_err().to_string();
+    assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+}
