@@ -264,6 +264,18 @@ impl Endpoint {
                 }
             }
         }
+        if config.gtsm_hops.is_some() {
+            // The kernel answers SYNs with the listener's TTL before we see the connection;
+            // a GTSM peer drops a SYN-ACK below 255. (The minimum TTL we require is set on the
+            // accepted connection: the listener is shared by peers with different settings.)
+            for l in &self.shared.listeners {
+                if let Ok(local) = l.local_addr()
+                    && local.is_ipv4() == address.is_ipv4()
+                {
+                    sockopt::set_ttl(l.as_ref(), local, 255)?;
+                }
+            }
+        }
         let (incoming_tx, incoming_rx) = mpsc::channel(4);
         {
             let mut peers = self.shared.peers();

@@ -340,3 +340,30 @@ async fn a_peer_that_stops_reading_pushes_back_on_the_caller() {
     );
     drop(pb);
 }
+
+#[tokio::test]
+async fn gtsm_accepts_ttl_255_and_drops_a_peer_sending_with_a_lower_ttl() {
+    for (ttl_b, expect_up) in [(None, true), (Some(64), false)] {
+        let ea = endpoint(A);
+        let eb = endpoint(B);
+        let mut ca = peer_config(A, B, port(&eb));
+        ca.gtsm_hops = Some(1);
+        ca.session.passive = true;
+        let mut cb = peer_config(B, A, port(&ea));
+        match ttl_b {
+            // GTSM on both sides: TTL 255 out, minimum 255 in.
+            None => cb.gtsm_hops = Some(1),
+            // B sends with TTL 64: A's IP_MINTTL 255 drops its SYN.
+            Some(ttl) => cb.ttl = Some(ttl),
+        }
+        let mut pa = ea.add_peer(ca).unwrap();
+        let pb = eb.add_peer(cb).unwrap();
+        pa.commands.send(Command::Start).await.unwrap();
+        pb.commands.send(Command::Start).await.unwrap();
+        let up = tokio::time::timeout(Duration::from_secs(3), established(&mut pa))
+            .await
+            .is_ok();
+        assert_eq!(up, expect_up, "B's TTL {ttl_b:?}");
+        drop(pb);
+    }
+}
