@@ -367,3 +367,53 @@ async fn gtsm_accepts_ttl_255_and_drops_a_peer_sending_with_a_lower_ttl() {
         drop(pb);
     }
 }
+
+#[tokio::test]
+async fn keepalives_go_ahead_of_a_queued_update_backlog() {
+    // A connection whose socket buffers are small, with an UPDATE backlog the peer is not
+    // reading yet.
+    let server = TcpSocket::new_v4().unwrap();
+    server.set_recv_buffer_size(4096).unwrap();
+    server.bind(SocketAddr::new(IpAddr::V4(A), 0)).unwrap();
+    let listener = server.listen(1).unwrap();
+    let client = TcpSocket::new_v4().unwrap();
+    client.set_send_buffer_size(4096).unwrap();
+    let stream = client
+        .connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (mut peer, _) = listener.accept().await.unwrap();
+
+    let mut conn = ConnIo::new(ConnId(1), stream);
+    for _ in 0..200 {
+        conn.bulk.push_back(Bytes::from(vec![b'U'; 4000]));
+        conn.bulk_bytes += 4000;
+    }
+    poll_fn(|cx| {
+        let _ = conn.poll_flush(cx);
+        Poll::Ready(())
+    })
+    .await;
+    let still_queued = conn.bulk_bytes;
+    assert!(
+        still_queued > 100 * 4000,
+        "the backlog did not back up: {still_queued} left"
+    );
+    conn.control.push_back(Bytes::from_static(b"KEEPALIVE"));
+
+    let reader = async {
+        let mut all = Vec::new();
+        peer.read_to_end(&mut all).await.unwrap();
+        all
+    };
+    let writer = async move {
+        poll_fn(|cx| conn.poll_flush(cx)).await.unwrap();
+        drop(conn);
+    };
+    let (all, ()) = tokio::join!(reader, writer);
+    assert_eq!(all.len(), 200 * 4000 + 9);
+    let at = all.windows(9).position(|w| w == b"KEEPALIVE").unwrap();
+    // Only the UPDATE being written when the KEEPALIVE was queued went before it.
+    let updates_after = all.len() - at - 9;
+    assert_eq!(updates_after, still_queued);
+}
