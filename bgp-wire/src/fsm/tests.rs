@@ -1217,3 +1217,109 @@ fn graceful_restart_is_negotiated_only_when_we_announce_it_too() {
     assert!(n.restart_state);
     assert_eq!(n.families.len(), 1, "restricted to negotiated families");
 }
+
+// ===== arbitrary event sequences =====
+
+mod arbitrary {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Start,
+        Stop,
+        Reset,
+        Connected(usize),
+        ConnectFailed(usize),
+        Incoming,
+        Closed(usize),
+        Open(usize, bool),
+        Keepalive(usize),
+        Update(usize),
+        Notify(usize),
+        DecodeError(usize),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Start),
+            Just(Op::Stop),
+            Just(Op::Reset),
+            (0..4usize).prop_map(Op::Connected),
+            (0..4usize).prop_map(Op::ConnectFailed),
+            Just(Op::Incoming),
+            (0..4usize).prop_map(Op::Closed),
+            (0..4usize, any::<bool>()).prop_map(|(c, ok)| Op::Open(c, ok)),
+            (0..4usize).prop_map(Op::Keepalive),
+            (0..4usize).prop_map(Op::Update),
+            (0..4usize).prop_map(Op::Notify),
+            (0..4usize).prop_map(Op::DecodeError),
+            (0..300_000u64).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// No sequence of events panics, and the state machine's books stay consistent.
+        #[test]
+        fn any_event_sequence_keeps_the_session_consistent(ops in proptest::collection::vec(op(), 1..80)) {
+            let mut c = config();
+            c.delay_open = Some(Duration::from_secs(1));
+            let mut s = Session::new(c);
+            let mut now = Instant::now();
+            // Every id the session has handed out, to pick targets from (stale ones too).
+            let mut ids: Vec<ConnId> = vec![ConnId(999)];
+            for op in ops {
+                let pick = |i: usize, ids: &Vec<ConnId>| ids[i % ids.len()];
+                let op_was_advance = matches!(op, Op::Advance(_));
+                let actions = match op {
+                    Op::Advance(ms) => {
+                        now += Duration::from_millis(ms);
+                        s.handle_timeout(now)
+                    }
+                    Op::Start => s.handle(Event::Start, now),
+                    Op::Stop => s.handle(Event::Stop { subcode: CeaseSubcode::AdministrativeShutdown, message: "x".into() }, now),
+                    Op::Reset => s.handle(Event::Reset { message: String::new() }, now),
+                    Op::Connected(i) => s.handle(Event::Connected(pick(i, &ids)), now),
+                    Op::ConnectFailed(i) => s.handle(Event::ConnectFailed(pick(i, &ids)), now),
+                    Op::Incoming => s.handle(Event::Incoming, now),
+                    Op::Closed(i) => s.handle(Event::Closed(pick(i, &ids)), now),
+                    Op::Open(i, ok) => {
+                        let open = peer_open(if ok { PEER_AS } else { 1 }, "10.0.0.2", 9);
+                        s.handle(Event::Received(pick(i, &ids), msg(Message::Open(open))), now)
+                    }
+                    Op::Keepalive(i) => s.handle(Event::Received(pick(i, &ids), msg(Message::Keepalive)), now),
+                    Op::Update(i) => s.handle(Event::Received(pick(i, &ids), msg(Message::Update(Update::default()))), now),
+                    Op::Notify(i) => {
+                        let n = Notification::new(ErrorCode::Cease, 0u8);
+                        s.handle(Event::Received(pick(i, &ids), msg(Message::Notification(n))), now)
+                    }
+                    Op::DecodeError(i) => {
+                        s.handle(Event::DecodeError(pick(i, &ids), Notification::new(ErrorCode::MessageHeader, 1u8)), now)
+                    }
+                };
+                let live: Vec<ConnId> = s.connections().map(|(c, _)| c).collect();
+                for a in &actions {
+                    match a {
+                        Action::Connect(c) | Action::Accept(c) => ids.push(*c),
+                        // A message goes to a connection that is open, or closed right after.
+                        Action::Send(c, _) => prop_assert!(
+                            live.contains(c) || actions.contains(&Action::Close(*c)),
+                            "send on unknown {c}: {actions:?}"
+                        ),
+                        _ => {}
+                    }
+                }
+                prop_assert!(live.len() <= 3, "{} connections", live.len());
+                prop_assert_eq!(s.state() == State::Established, s.established().is_some());
+                if op_was_advance {
+                    // After handling timeouts at `now`, nothing is left due at `now`.
+                    prop_assert!(s.poll_timeout().is_none_or(|at| at > now));
+                }
+            }
+        }
+    }
+}

@@ -757,6 +757,19 @@ impl Driver {
                 }
             }
             Command::RouteRefresh(family) => {
+                // RFC 2918 §4: only to a peer that announced the capability, for a family
+                // that was negotiated.
+                let allowed = self
+                    .fsm
+                    .established()
+                    .is_some_and(|(_, n)| n.route_refresh && n.families.contains(&family));
+                if !allowed {
+                    self.pending.push_back(SessionEvent::SendFailed(format!(
+                        "route refresh for {}/{} not negotiated",
+                        family.afi, family.safi
+                    )));
+                    return;
+                }
                 let rr = RouteRefresh {
                     family,
                     subtype: RouteRefreshSubtype::Request,
