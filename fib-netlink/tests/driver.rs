@@ -258,10 +258,15 @@ fn a_route_deleted_or_changed_by_someone_else_comes_back() {
         until("the route", PATIENCE, || show(&name).contains(want)).await;
 
         run(&name, &["route", "del", "10.40.0.0/26"]);
+        let t = tokio::time::Instant::now();
         until("the deleted route back (1 s)", SECOND, || {
             show(&name).contains(want)
         })
         .await;
+        eprintln!(
+            "restored within {:?} of `ip route del` (seen by polling `ip route`)",
+            t.elapsed()
+        );
 
         run(
             &name,
