@@ -1323,3 +1323,43 @@ mod arbitrary {
         }
     }
 }
+
+#[test]
+fn tcp_failure_or_notification_in_open_confirm_goes_idle_with_back_off() {
+    for notify in [false, true] {
+        let mut r = Rig::new(config());
+        let conn = r.drive_to_open_sent();
+        r.ev(Event::Received(
+            conn,
+            msg(Message::Open(peer_open(PEER_AS, "10.0.0.2", 9))),
+        ));
+        let a = if notify {
+            let n = Notification::new(ErrorCode::Cease, CeaseSubcode::OutOfResources);
+            r.ev(Event::Received(conn, msg(Message::Notification(n))))
+        } else {
+            r.ev(Event::Closed(conn))
+        };
+        assert_eq!(transitions(&a), vec![(State::OpenConfirm, State::Idle)]);
+        assert!(notification(&a).is_none());
+        assert!(downs(&a).is_empty());
+        assert_eq!(r.s.poll_timeout(), Some(r.now + Duration::from_secs(5)));
+    }
+}
+
+#[test]
+fn tcp_failure_during_delay_open_returns_to_active() {
+    let mut c = config();
+    c.delay_open = Some(Duration::from_secs(2));
+    let mut r = Rig::new(c);
+    let conn = connect_of(&r.ev(Event::Start)).unwrap();
+    r.ev(Event::Connected(conn));
+    let a = r.ev(Event::Closed(conn));
+    assert_eq!(transitions(&a), vec![(State::Connect, State::Active)]);
+    // No OPEN ever goes out on the dead connection; ConnectRetry tries again.
+    let a = r.advance(Duration::from_secs(2));
+    assert!(
+        a.iter()
+            .all(|x| !matches!(x, Action::Send(c, _) if *c == conn))
+    );
+    assert!(connect_of(&a).is_some());
+}
