@@ -160,15 +160,21 @@ fn one_bad_route_fails_alone_in_its_batch() {
         assert!(results[i].is_ok(), "op {i}: {:?}", results[i]);
     }
     match &results[1] {
-        Err(RouteError::Kernel { errno, .. }) => {
+        Err(RouteError::Kernel { errno, message }) => {
             assert!(
                 *errno == libc_enetunreach() || *errno == 22,
                 "errno {errno}"
-            )
+            );
+            // The extended ack (NETLINK_EXT_ACK) explains which part was wrong.
+            assert!(
+                message.as_deref().is_some_and(|m| m.contains("gateway")),
+                "{message:?}"
+            );
         }
         other => panic!("expected a kernel error, got {other:?}"),
     }
     assert!(results[1].as_ref().unwrap_err().waits_for_device());
+    eprintln!("the kernel said: {}", results[1].as_ref().unwrap_err());
     assert_eq!(results[3], Err(RouteError::NoSuchDevice("nope0".into())));
     let shown = routes(&lab.ns, &["proto", "bird"]);
     for p in ["10.1.0.0/24", "10.3.0.0/24", "10.5.0.0/24", "10.7.0.0/24"] {
