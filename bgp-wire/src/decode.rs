@@ -654,6 +654,18 @@ fn decode_attribute(
     }
 
     let Some(expected) = expected_flags(t) else {
+        // Kept as bytes, but RFC 7606 §7.15 (RFC 5701) still checks its length.
+        if t == T::Ipv6ExtendedCommunities && (v.is_empty() || !v.len().is_multiple_of(20)) {
+            st.errors.push(DecodeError::treat_as_withdraw(
+                Reason::AttributeLength {
+                    attribute: t,
+                    length: v.len().min(usize::from(u16::MAX)) as u16,
+                },
+                UpdateSubcode::AttributeLengthError,
+                msg.slice_ref(whole),
+            ));
+            return Ok(());
+        }
         return unknown_attribute(msg, st, attr_flags, type_code, v, whole);
     };
     let result = if attr_flags & (flags::OPTIONAL | flags::TRANSITIVE) != expected {

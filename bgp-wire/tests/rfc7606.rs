@@ -175,6 +175,7 @@ fn fixed_length_attributes_of_wrong_length_are_treat_as_withdraw() {
         &[0x80, 10, 3, 1, 2, 3],             // CLUSTER_LIST
         &[0xc0, 16, 7, 0, 2, 0, 1, 0, 0, 0], // EXTENDED_COMMUNITIES (RFC 7606 §7.14)
         &[0xc0, 32, 4, 0, 0, 0, 1],          // LARGE_COMMUNITY (RFC 8092 §6)
+        &[0xc0, 25, 3, 0, 2, 0], // IPv6 address specific ext. community (RFC 7606 §7.15)
     ] {
         assert_taw(&[ORIGIN, AS_PATH, NEXT_HOP, bad], S::AttributeLengthError);
     }
