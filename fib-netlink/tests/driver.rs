@@ -758,3 +758,40 @@ fn the_graceful_restart_deadline_prunes_without_a_signal() {
         task.await.unwrap();
     });
 }
+
+#[test]
+fn routes_lost_with_a_deleted_device_come_back_with_it() {
+    if !require_root("routes_lost_with_a_deleted_device_come_back_with_it") {
+        return;
+    }
+    let lab = lab("fibv");
+    add_tunl0(&lab.ns);
+    let name = lab.ns.name().to_string();
+    in_ns(&lab.ns, move || async move {
+        let (handle, mut events, task) = start(immediate());
+        handle.set(Route::unicast(
+            net("10.90.0.0/26"),
+            vec![NextHop::onlink(ip("198.51.100.5"), "tunl0")],
+        ));
+        let want = "10.90.0.0/26 via 198.51.100.5 dev tunl0 proto bird onlink";
+        until("the route", PATIENCE, || show(&name).contains(want)).await;
+        // The kernel drops IPv4 routes with their device without a notification: the
+        // link's removal makes the driver look, and the route then waits for tunl0.
+        run(&name, &["link", "del", "tunl0"]);
+        event(&mut events, PATIENCE, |e| match e {
+            FibEvent::RouteFailed { key, error } if key.prefix == net("10.90.0.0/26") => {
+                assert_eq!(*error, RouteError::NoSuchDevice("tunl0".into()));
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+        add_tunl0_by_name(&name);
+        until("the route back with tunl0", PATIENCE, || {
+            show(&name).contains(want)
+        })
+        .await;
+        drop(handle);
+        task.await.unwrap();
+    });
+}
