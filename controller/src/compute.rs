@@ -331,8 +331,9 @@ fn next_hop_mode(p: &BgpPeer) -> (bool, String) {
     }
 }
 
-/// Go `net.SplitHostPort` + port parse; anything else is a bare host with port 0.
-fn parse_ip_port(s: &str) -> (String, u16) {
+/// `BGPPeer.spec.peerIP` as confd reads it: Go `net.SplitHostPort` and a port parse; anything
+/// else is a bare host with port 0.
+pub fn parse_ip_port(s: &str) -> (String, u16) {
     let split = if let Some(rest) = s.strip_prefix('[') {
         rest.split_once("]:").map(|(h, p)| (h.to_string(), p))
     } else {
@@ -1578,6 +1579,73 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
         );
+    }
+
+    fn model(yaml: &str) -> Model {
+        let (docs, p) = crate::datastore::file::parse_files(&[("t".to_string(), yaml.to_string())]);
+        assert!(p.is_empty(), "{p:?}");
+        let (m, p) = Model::from_documents(docs);
+        assert!(p.is_empty(), "{p:?}");
+        m
+    }
+
+    const NODES: &str = "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: a}\nspec: {bgp: {ipv6Address: 'fd00::1/64'}}\n---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: b, labels: {rr: 'yes'}}\nspec: {bgp: {ipv4Address: 10.0.0.10/24, ipv6Address: 'fd00::2/64', routeReflectorClusterID: 1.1.1.1, asNumber: 65010}}\n---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: c}\nspec: {bgp: {ipv4Address: 10.0.0.9/24}}\n";
+
+    fn env(node: &str, router_id: Option<&str>) -> NodeEnv {
+        NodeEnv {
+            node_name: node.into(),
+            router_id: router_id.map(String::from),
+            ..NodeEnv::default()
+        }
+    }
+
+    #[test]
+    fn identity_errors_are_explicit() {
+        let m = model(NODES);
+        assert_eq!(
+            compute(&m, &env("zz", None)),
+            Err(ComputeError::UnknownNode("zz".into()))
+        );
+        // IPv6-only node: a router id must come from CALICO_ROUTER_ID.
+        assert_eq!(
+            compute(&m, &env("a", None)),
+            Err(ComputeError::NoRouterId("a".into()))
+        );
+        assert_eq!(
+            compute(&m, &env("a", Some("nope"))),
+            Err(ComputeError::BadRouterId("nope".into()))
+        );
+        let cfg = compute(&m, &env("a", Some("192.0.2.7"))).unwrap();
+        assert_eq!(cfg.router_id, Ipv4Addr::new(192, 0, 2, 7));
+        assert_eq!(cfg.asn, DEFAULT_ASN);
+        // Only an IPv6 mesh session (b is a route reflector, so not meshed).
+        assert!(cfg.peers.is_empty(), "{:?}", cfg.peers);
+    }
+
+    #[test]
+    fn mesh_passive_rule_is_string_order_and_rr_clients_get_the_cluster_id() {
+        // c (10.0.0.9) and d (10.0.0.100) mesh; b is a route reflector, reached by a selector peer.
+        let yaml = format!(
+            "{NODES}---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: d}}\nspec: {{bgp: {{ipv4Address: 10.0.0.100/24}}}}\n---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {{name: to-rr}}\nspec: {{nodeSelector: '!has(rr)', peerSelector: has(rr)}}\n"
+        );
+        let m = model(&yaml);
+        let c = compute(&m, &env("c", None)).unwrap();
+        let mesh = c.peer("Mesh_10_0_0_100").unwrap();
+        // "10.0.0.100" > "10.0.0.9" as strings is false ('1' < '9'), so c initiates.
+        assert!(!mesh.passive);
+        let d = compute(&m, &env("d", None)).unwrap();
+        assert!(d.peer("Mesh_10_0_0_9").unwrap().passive);
+        // c peers with the RR b (node-specific, from the selector) in b's AS.
+        let to_rr = c.peer("Node_10_0_0_10").unwrap();
+        assert_eq!(to_rr.remote_as, 65010);
+        assert!(!to_rr.rr_client);
+        // On b, the reverse peering makes c a route-reflector client with b's cluster id.
+        let b = compute(&m, &env("b", None)).unwrap();
+        assert_eq!(b.cluster_id, Some(Ipv4Addr::new(1, 1, 1, 1)));
+        assert!(b.peers.iter().all(|p| p.kind != PeerKind::Mesh));
+        // c is in AS 64512, b in 65010: eBGP, so no RR client flag.
+        let rev = b.peer("Node_10_0_0_9").unwrap();
+        assert_eq!((rev.remote_as, rev.rr_client), (DEFAULT_ASN, false));
     }
 
     #[test]

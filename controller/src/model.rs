@@ -333,6 +333,15 @@ impl Resource {
                     "spec.reversePeering",
                     &["Auto", "Manual"],
                 )?;
+                if !s.peer_ip.is_empty() {
+                    let (host, _) = crate::compute::parse_ip_port(&s.peer_ip);
+                    if host.parse::<IpAddr>().is_err() {
+                        return err(
+                            "spec.peerIP",
+                            format!("{:?} is not an IP, IP:port or [IPv6]:port", s.peer_ip),
+                        );
+                    }
+                }
                 if !s.reachable_by.is_empty() && s.reachable_by.parse::<IpAddr>().is_err() {
                     return err(
                         "spec.reachableBy",
@@ -815,6 +824,11 @@ mod tests {
                 "metadata": {"name": "p"}, "spec": {"asNumber": "not-an-as"}}),
             ),
             (
+                "b.yaml".to_string(),
+                json!({"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer",
+                "metadata": {"name": "q"}, "spec": {"peerIP": "10.0.0.300", "asNumber": 1}}),
+            ),
+            (
                 "c.yaml".to_string(),
                 json!({"apiVersion": "projectcalico.org/v3", "kind": "Widget",
                 "metadata": {"name": "w"}}),
@@ -823,15 +837,19 @@ mod tests {
         let (m, problems) = Model::from_documents(docs);
         assert_eq!(m.ip_pools.len(), 1);
         assert!(m.ip_pools.contains_key("good"));
-        assert_eq!(problems.len(), 3);
+        assert_eq!(problems.len(), 4);
         assert_eq!(problems[0].kind, "IPPool");
         assert_eq!(problems[0].name, "bad");
         assert_eq!(problems[0].field, "spec.cidr");
         assert_eq!(problems[1].field, "spec.asNumber");
+        assert_eq!(
+            (problems[2].name.as_str(), problems[2].field.as_str()),
+            ("q", "spec.peerIP")
+        );
         assert!(
-            problems[2].to_string().contains("Widget"),
+            problems[3].to_string().contains("Widget"),
             "{}",
-            problems[2]
+            problems[3]
         );
     }
 
