@@ -105,7 +105,7 @@ impl Lab {
         Lab {
             t,
             p,
-            dir: TempDir::new("interop"),
+            dir: TempDir::new("iop"),
         }
     }
 
