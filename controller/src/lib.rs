@@ -7,6 +7,12 @@
 //!
 //! **Must not know:** the BGP wire format, sessions, the RIB's internals or the kernel. Its
 //! output is plain configuration data.
+//!
+//! Map: [`resources`] (serde types) → [`model`] (validated snapshot, problems per object) ←
+//! [`datastore`] (`file`, `etcd`; Kubernetes is not implemented yet) → [`compute()`] (confd's
+//! peer, filter and kernel rules) → `DesiredConfig`. [`selector`] parses Calico selectors,
+//! [`services`] computes service IP advertisement, [`endpoint_status`] reads Felix's
+//! local-workload peering files.
 
 pub mod compute;
 pub mod datastore;

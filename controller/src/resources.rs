@@ -2,7 +2,7 @@
 //!
 //! Field names follow the `projectcalico.org/v3` API (`api/pkg/apis/projectcalico/v3`). Unknown
 //! fields are ignored. Values that are syntactically valid for serde but semantically invalid
-//! (a CIDR that does not parse, an unknown enum value) are caught by [`Resource::parse`], which
+//! (a CIDR that does not parse, an unknown enum value) are caught by [`crate::model::Resource::parse`], which
 //! reports the resource kind, name and field so that one bad object is skipped while the rest
 //! are used.
 
