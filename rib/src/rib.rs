@@ -958,6 +958,11 @@ fn refresh_key<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, g: usize, key: K
         };
         let snapshot: Vec<Path> = chosen.iter().map(|&i| paths.as_slice()[i]).collect();
         for p in snapshot {
+            if members.len() == 1 && members[0] == p.src {
+                // Nothing to send: the only member is where the path came from. Not even an
+                // Adj-RIB-Out entry is kept (a second member joining re-exports every prefix).
+                continue;
+            }
             if let Some(id) = core.export(&gk, prefix, &p) {
                 let tx = if gk.add_path == AddPathSend::Off {
                     0
@@ -1741,6 +1746,11 @@ impl Rib {
         let g = match existing {
             Some(g) => {
                 if let Some(Some(group)) = self.core.groups.get_mut(g) {
+                    if group.members.len() == 1 {
+                        // Paths from the first member were not exported while it was alone.
+                        mark_group(&mut self.v4, g);
+                        mark_group(&mut self.v6, g);
+                    }
                     group.members.push(peer);
                     group.joiners.push(Joiner {
                         peer,
@@ -1925,6 +1935,12 @@ fn mark_all<K: FamilyKey>(core: &Core, fam: &mut Fam<K>) {
     }
 }
 
+fn mark_group<K: FamilyKey>(fam: &mut Fam<K>, g: usize) {
+    if let Some(Some(o)) = fam.out.get_mut(g) {
+        o.dirty.extend(fam.dests.keys().copied());
+    }
+}
+
 fn init_out<K: FamilyKey>(fam: &mut Fam<K>, g: usize, carried: bool) {
     if fam.out.len() <= g {
         fam.out.resize_with(g + 1, || None);
@@ -2021,9 +2037,19 @@ fn dump<K: FamilyKey>(
     }
 }
 
+/// Empties a change set and gives its memory back (after a full-table load it would
+/// otherwise keep a million-entry capacity).
+fn drain_set<K: FamilyKey>(set: &mut HashSet<K, FxBuild>) -> Vec<K> {
+    let keys: Vec<K> = set.drain().collect();
+    if set.capacity() > 4096 {
+        *set = HashSet::default();
+    }
+    keys
+}
+
 fn drain_group<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, g: usize, b: &mut Builder) {
     let mut keys: Vec<K> = match fam.out.get_mut(g) {
-        Some(Some(o)) => o.dirty.drain().collect(),
+        Some(Some(o)) => drain_set(&mut o.dirty),
         _ => return,
     };
     keys.sort_unstable();
@@ -2033,7 +2059,7 @@ fn drain_group<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, g: usize, b: &mu
 }
 
 fn fib_drain<K: FamilyKey>(core: &Core, fam: &mut Fam<K>, out: &mut Vec<FibChange>) {
-    let mut keys: Vec<K> = fam.fib_dirty.drain().collect();
+    let mut keys: Vec<K> = drain_set(&mut fam.fib_dirty);
     keys.sort_unstable();
     for k in keys {
         let prefix = k.prefix();
