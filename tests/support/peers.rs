@@ -41,6 +41,8 @@ pub struct PeerSpec {
     pub graceful_restart: bool,
     /// Prefixes the daemon originates (same family as the session's transport).
     pub originate: Vec<String>,
+    /// GTSM (RFC 5082) for a directly connected peer: send with TTL 255, require 255.
+    pub gtsm: bool,
 }
 
 impl PeerSpec {
@@ -65,6 +67,7 @@ impl PeerSpec {
             add_path: false,
             graceful_restart: false,
             originate: Vec::new(),
+            gtsm: false,
         }
     }
 
@@ -134,6 +137,9 @@ pub fn bird_config(which: Bird, spec: &PeerSpec, log: &Path) -> String {
     }
     if spec.graceful_restart {
         let _ = writeln!(c, "  graceful restart on;");
+    }
+    if spec.gtsm {
+        let _ = writeln!(c, "  ttl security on;");
     }
     match which {
         Bird::V1 => {
@@ -289,6 +295,11 @@ pub fn gobgp_config(spec: &PeerSpec) -> String {
     let _ = writeln!(c, "    local-address = \"{}\"", spec.address);
     if spec.passive {
         let _ = writeln!(c, "    passive-mode = true");
+    }
+    if spec.gtsm {
+        let _ = writeln!(c, "  [neighbors.ttl-security.config]");
+        let _ = writeln!(c, "    enabled = true");
+        let _ = writeln!(c, "    ttl-min = 255");
     }
     if spec.graceful_restart {
         let _ = writeln!(c, "  [neighbors.graceful-restart.config]");
@@ -463,6 +474,9 @@ pub fn frr_config(spec: &PeerSpec) -> String {
     }
     if let Some(pw) = &spec.password {
         let _ = writeln!(c, " neighbor {n} password {pw}");
+    }
+    if spec.gtsm {
+        let _ = writeln!(c, " neighbor {n} ttl-security hops 1");
     }
     let _ = writeln!(
         c,

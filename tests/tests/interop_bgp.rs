@@ -426,6 +426,52 @@ fn md5(test: &str, kind: Kind) {
     }
 }
 
+/// GTSM (RFC 5082) on both sides: the session comes up; without it on Tern's side (TTL 64)
+/// the daemon drops Tern's segments and it never does.
+fn gtsm(test: &str, kind: Kind) {
+    if !prerequisites(test) {
+        return;
+    }
+    for (tern_gtsm, up) in [(true, true), (false, false)] {
+        let lab = Lab::new();
+        let mut spec = PeerSpec::new(
+            "10.77.0.2",
+            PEER_AS,
+            IpAddr::V4(PEER_V4),
+            IpAddr::V4(TERN_V4),
+            TERN_AS,
+        );
+        spec.gtsm = true;
+        spec.passive = true;
+        let Some(daemon) = lab.start(test, kind, &spec, &[]) else {
+            return;
+        };
+        let mut config = session(PEER_AS, IpAddr::V4(PEER_V4));
+        if tern_gtsm {
+            config.gtsm_hops = Some(1);
+        } else {
+            config.ttl = Some(64);
+        }
+        let reached = lab.t.run_in(move || {
+            let mut tern = Tern::start(config, &listen_on(IpAddr::V4(TERN_V4)));
+            if up {
+                tern.established();
+                wait_for("the daemon Established", WAIT, || {
+                    daemon.established(&IpAddr::V4(TERN_V4)).then_some(())
+                });
+                true
+            } else {
+                // Some daemons set their minimum TTL only on the accepted socket, after Tern's
+                // OPEN was queued: Tern may see their OPEN and KEEPALIVE, but none of Tern's
+                // later segments reach them, so on their side the session never comes up.
+                std::thread::sleep(Duration::from_secs(4));
+                daemon.established(&IpAddr::V4(TERN_V4))
+            }
+        });
+        assert_eq!(reached, up, "{kind:?}, Tern GTSM {tern_gtsm}");
+    }
+}
+
 /// Freezing the daemon (SIGSTOP) makes Tern's hold timer expire: Down with 4/0 sent.
 fn hold_timer_expiry(test: &str, kind: Kind) {
     if !prerequisites(test) {
@@ -662,6 +708,7 @@ matrix! {
     bird16_ibgp_ipv4_tern_passive => routes_each_way_and_shutdown("bird16_ibgp_ipv4_passive", Kind::Bird16, false, true, true, 100);
     bird16_ebgp_ipv6_transport => routes_each_way_and_shutdown("bird16_ebgp_ipv6", Kind::Bird16, true, false, false, 100);
     bird16_md5_right_and_wrong_password => md5("bird16_md5", Kind::Bird16);
+    bird16_gtsm_on_both_sides_and_refused_without => gtsm("bird16_gtsm", Kind::Bird16);
     bird16_hold_timer_expires_when_peer_is_frozen => hold_timer_expiry("bird16_hold", Kind::Bird16);
     bird16_graceful_restart_and_add_path => gr_and_add_path("bird16_gr_addpath", Kind::Bird16);
     bird16_both_active_delay_open_one_session => both_active("bird16_both_active", Kind::Bird16);
@@ -672,6 +719,7 @@ matrix! {
     bird2_ibgp_ipv4_tern_passive => routes_each_way_and_shutdown("bird2_ibgp_ipv4_passive", Kind::Bird2, false, true, true, 100);
     bird2_ebgp_ipv6_transport => routes_each_way_and_shutdown("bird2_ebgp_ipv6", Kind::Bird2, true, false, false, 100);
     bird2_md5_right_and_wrong_password => md5("bird2_md5", Kind::Bird2);
+    bird2_gtsm_on_both_sides_and_refused_without => gtsm("bird2_gtsm", Kind::Bird2);
     bird2_hold_timer_expires_when_peer_is_frozen => hold_timer_expiry("bird2_hold", Kind::Bird2);
     bird2_graceful_restart_and_add_path => gr_and_add_path("bird2_gr_addpath", Kind::Bird2);
     bird2_both_active_delay_open_one_session => both_active("bird2_both_active", Kind::Bird2);
@@ -682,6 +730,7 @@ matrix! {
     gobgp_ibgp_ipv4_tern_passive => routes_each_way_and_shutdown("gobgp_ibgp_ipv4_passive", Kind::Gobgp, false, true, true, 100);
     gobgp_ebgp_ipv6_transport => routes_each_way_and_shutdown("gobgp_ebgp_ipv6", Kind::Gobgp, true, false, false, 100);
     gobgp_md5_right_and_wrong_password => md5("gobgp_md5", Kind::Gobgp);
+    gobgp_gtsm_on_both_sides_and_refused_without => gtsm("gobgp_gtsm", Kind::Gobgp);
     gobgp_hold_timer_expires_when_peer_is_frozen => hold_timer_expiry("gobgp_hold", Kind::Gobgp);
     gobgp_graceful_restart_and_add_path => gr_and_add_path("gobgp_gr_addpath", Kind::Gobgp);
     gobgp_both_active_delay_open_one_session => both_active("gobgp_both_active", Kind::Gobgp);
@@ -691,6 +740,7 @@ matrix! {
     frr_ibgp_ipv4_tern_passive => routes_each_way_and_shutdown("frr_ibgp_ipv4_passive", Kind::Frr, false, true, true, 100);
     frr_ebgp_ipv6_transport => routes_each_way_and_shutdown("frr_ebgp_ipv6", Kind::Frr, true, false, false, 100);
     frr_md5_right_and_wrong_password => md5("frr_md5", Kind::Frr);
+    frr_gtsm_on_both_sides_and_refused_without => gtsm("frr_gtsm", Kind::Frr);
     frr_hold_timer_expires_when_peer_is_frozen => hold_timer_expiry("frr_hold", Kind::Frr);
     frr_graceful_restart_and_add_path => gr_and_add_path("frr_gr_addpath", Kind::Frr);
     frr_both_active_delay_open_one_session => both_active("frr_both_active", Kind::Frr);
