@@ -4,6 +4,7 @@
 
 pub mod etcd;
 pub mod file;
+pub mod kubernetes;
 
 use std::time::Duration;
 
