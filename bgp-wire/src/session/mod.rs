@@ -36,12 +36,12 @@ use tokio::task::JoinHandle;
 
 pub use sockopt::MD5_MAX_KEY_LEN;
 
-use crate::context::{DecodeContext, EncodeContext, MAX_EXTENDED_MESSAGE_LEN};
+use crate::context::{DecodeContext, EncodeContext, HEADER_LEN, MAX_EXTENDED_MESSAGE_LEN};
 use crate::framing::next_message;
 use crate::fsm::{
     Action, ConnId, Direction, Event, Negotiated, Reason, Session, SessionConfig, State,
 };
-use crate::iana::{CeaseSubcode, RouteRefreshSubtype};
+use crate::iana::{CeaseSubcode, MessageType, RouteRefreshSubtype};
 use crate::message::{Decoded, Message, RouteRefresh, Update};
 use crate::nlri::Family;
 
@@ -388,6 +388,13 @@ impl ConnIo {
             encode: EncodeContext::default(),
             closing: None,
         }
+    }
+
+    /// Whether a KEEPALIVE is queued and not yet started.
+    fn keepalive_queued(&self) -> bool {
+        self.control
+            .iter()
+            .any(|m| m.get(HEADER_LEN - 1) == Some(&u8::from(MessageType::Keepalive)))
     }
 
     /// Writes as much as the socket takes. `Ready(Err)` on a write error.
@@ -848,6 +855,11 @@ impl Driver {
                     let Some(c) = self.conns.iter_mut().find(|c| c.id == id) else {
                         continue;
                     };
+                    // A KEEPALIVE still waiting behind a blocked socket is as good as two:
+                    // the control queue stays bounded however long the peer does not read.
+                    if matches!(m, Message::Keepalive) && c.keepalive_queued() {
+                        continue;
+                    }
                     let mut buf = BytesMut::new();
                     match m.encode(&c.encode, &mut buf) {
                         Ok(()) => {

@@ -417,3 +417,27 @@ async fn keepalives_go_ahead_of_a_queued_update_backlog() {
     let updates_after = all.len() - at - 9;
     assert_eq!(updates_after, still_queued);
 }
+
+#[tokio::test]
+async fn only_one_keepalive_waits_in_the_control_queue() {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(A), 0))
+        .await
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let mut conn = ConnIo::new(ConnId(1), stream);
+    let encode = |m: &Message| {
+        let mut b = BytesMut::new();
+        m.encode(&EncodeContext::default(), &mut b).unwrap();
+        b.freeze()
+    };
+    conn.control
+        .push_back(encode(&Message::Notification(crate::Notification::new(
+            ErrorCode::Cease,
+            0u8,
+        ))));
+    assert!(!conn.keepalive_queued());
+    conn.control.push_back(encode(&Message::Keepalive));
+    assert!(conn.keepalive_queued());
+}
