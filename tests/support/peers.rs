@@ -43,6 +43,8 @@ pub struct PeerSpec {
     pub originate: Vec<String>,
     /// GTSM (RFC 5082) for a directly connected peer: send with TTL 255, require 255.
     pub gtsm: bool,
+    /// Extended messages (RFC 8654; BIRD 2 `enable extended messages on`, FRR by default).
+    pub extended_messages: bool,
 }
 
 impl PeerSpec {
@@ -68,6 +70,7 @@ impl PeerSpec {
             graceful_restart: false,
             originate: Vec::new(),
             gtsm: false,
+            extended_messages: false,
         }
     }
 
@@ -140,6 +143,9 @@ pub fn bird_config(which: Bird, spec: &PeerSpec, log: &Path) -> String {
     }
     if spec.gtsm {
         let _ = writeln!(c, "  ttl security on;");
+    }
+    if spec.extended_messages && which == Bird::V2 {
+        let _ = writeln!(c, "  enable extended messages on;");
     }
     match which {
         Bird::V1 => {

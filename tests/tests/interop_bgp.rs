@@ -614,6 +614,54 @@ fn both_active(test: &str, kind: Kind) {
     });
 }
 
+/// Extended messages (RFC 8654): 3,000 routes in one UPDATE of about 12 kB, counted by the
+/// peer.
+fn extended_messages(test: &str, kind: Kind) {
+    if !prerequisites(test) {
+        return;
+    }
+    let lab = Lab::new();
+    let mut spec = PeerSpec::new(
+        "10.77.0.2",
+        PEER_AS,
+        IpAddr::V4(PEER_V4),
+        IpAddr::V4(TERN_V4),
+        TERN_AS,
+    );
+    spec.passive = true;
+    spec.extended_messages = true;
+    let Some(daemon) = lab.start(test, kind, &spec, &[]) else {
+        return;
+    };
+    let mut config = session(PEER_AS, IpAddr::V4(PEER_V4));
+    config.session.capabilities.extended_message = true;
+    let ours = prefixes(false, 200, 3000);
+    let (n, messages) = lab.t.run_in(move || {
+        let mut tern = Tern::start(config, &listen_on(IpAddr::V4(TERN_V4)));
+        let n = tern.established();
+        let attrs = PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::from_sequence(&[TERN_AS])),
+            next_hop: Some(TERN_V4),
+            ..PathAttributes::default()
+        };
+        let nlri: Vec<Nlri> = ours.iter().map(|p| Nlri::new(parse_prefix(p))).collect();
+        let mut wire = BytesMut::new();
+        let messages = UpdatePacker::new(n.encode_context())
+            .announce(&attrs, &nlri, &mut wire)
+            .unwrap();
+        tern.command(Command::SendEncoded(vec![wire.freeze()]));
+        wait_for("the daemon to count Tern's routes", WAIT, || {
+            daemon
+                .routes_from_tern(&IpAddr::V4(TERN_V4), 0)
+                .filter(|c| *c >= 3000)
+        });
+        (n, messages)
+    });
+    assert!(n.extended_message, "{:?}", n.peer_capabilities);
+    assert_eq!(messages, 1, "3,000 /24s fit one extended UPDATE");
+}
+
 /// A 2-octet-AS speaker (BIRD `enable as4 off`): Tern with a 4-octet AS appears as AS_TRANS
 /// and its path still carries the real AS (AS4_PATH).
 fn two_octet_peer(test: &str, kind: Kind) {
@@ -719,6 +767,7 @@ matrix! {
     bird2_ibgp_ipv4_tern_passive => routes_each_way_and_shutdown("bird2_ibgp_ipv4_passive", Kind::Bird2, false, true, true, 100);
     bird2_ebgp_ipv6_transport => routes_each_way_and_shutdown("bird2_ebgp_ipv6", Kind::Bird2, true, false, false, 100);
     bird2_md5_right_and_wrong_password => md5("bird2_md5", Kind::Bird2);
+    bird2_extended_messages_3000_routes_in_one_update => extended_messages("bird2_extmsg", Kind::Bird2);
     bird2_gtsm_on_both_sides_and_refused_without => gtsm("bird2_gtsm", Kind::Bird2);
     bird2_hold_timer_expires_when_peer_is_frozen => hold_timer_expiry("bird2_hold", Kind::Bird2);
     bird2_graceful_restart_and_add_path => gr_and_add_path("bird2_gr_addpath", Kind::Bird2);
@@ -740,6 +789,7 @@ matrix! {
     frr_ibgp_ipv4_tern_passive => routes_each_way_and_shutdown("frr_ibgp_ipv4_passive", Kind::Frr, false, true, true, 100);
     frr_ebgp_ipv6_transport => routes_each_way_and_shutdown("frr_ebgp_ipv6", Kind::Frr, true, false, false, 100);
     frr_md5_right_and_wrong_password => md5("frr_md5", Kind::Frr);
+    frr_extended_messages_3000_routes_in_one_update => extended_messages("frr_extmsg", Kind::Frr);
     frr_gtsm_on_both_sides_and_refused_without => gtsm("frr_gtsm", Kind::Frr);
     frr_hold_timer_expires_when_peer_is_frozen => hold_timer_expiry("frr_hold", Kind::Frr);
     frr_graceful_restart_and_add_path => gr_and_add_path("frr_gr_addpath", Kind::Frr);
