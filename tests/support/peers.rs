@@ -45,6 +45,8 @@ pub struct PeerSpec {
     pub gtsm: bool,
     /// Extended messages (RFC 8654; BIRD 2 `enable extended messages on`, FRR by default).
     pub extended_messages: bool,
+    /// Long-lived graceful restart (RFC 9494), with `graceful_restart`; not in BIRD 1.6.
+    pub long_lived_gr: bool,
 }
 
 impl PeerSpec {
@@ -71,6 +73,7 @@ impl PeerSpec {
             originate: Vec::new(),
             gtsm: false,
             extended_messages: false,
+            long_lived_gr: false,
         }
     }
 
@@ -140,6 +143,12 @@ pub fn bird_config(which: Bird, spec: &PeerSpec, log: &Path) -> String {
     }
     if spec.graceful_restart {
         let _ = writeln!(c, "  graceful restart on;");
+    }
+    if spec.graceful_restart && spec.long_lived_gr && which == Bird::V2 {
+        let _ = writeln!(
+            c,
+            "  long lived graceful restart on;\n  long lived stale time 60;"
+        );
     }
     if spec.gtsm {
         let _ = writeln!(c, "  ttl security on;");
@@ -311,6 +320,9 @@ pub fn gobgp_config(spec: &PeerSpec) -> String {
         let _ = writeln!(c, "  [neighbors.graceful-restart.config]");
         let _ = writeln!(c, "    enabled = true");
         let _ = writeln!(c, "    restart-time = 120");
+        if spec.long_lived_gr {
+            let _ = writeln!(c, "    long-lived-enabled = true");
+        }
     }
     let _ = writeln!(c, "  [[neighbors.afi-safis]]");
     let _ = writeln!(c, "    [neighbors.afi-safis.config]");
@@ -326,6 +338,14 @@ pub fn gobgp_config(spec: &PeerSpec) -> String {
     if spec.graceful_restart {
         let _ = writeln!(c, "    [neighbors.afi-safis.mp-graceful-restart.config]");
         let _ = writeln!(c, "      enabled = true");
+    }
+    if spec.graceful_restart && spec.long_lived_gr {
+        let _ = writeln!(
+            c,
+            "    [neighbors.afi-safis.long-lived-graceful-restart.config]"
+        );
+        let _ = writeln!(c, "      enabled = true");
+        let _ = writeln!(c, "      restart-time = 60");
     }
     if spec.add_path {
         let _ = writeln!(c, "    [neighbors.afi-safis.add-paths.config]");
@@ -465,6 +485,9 @@ pub fn frr_config(spec: &PeerSpec) -> String {
     let _ = writeln!(c, " no bgp default ipv4-unicast");
     if spec.graceful_restart {
         let _ = writeln!(c, " bgp graceful-restart");
+    }
+    if spec.graceful_restart && spec.long_lived_gr {
+        let _ = writeln!(c, " bgp long-lived-graceful-restart stale-time 60");
     }
     let _ = writeln!(c, " neighbor {n} remote-as {}", spec.neighbor_as);
     let _ = writeln!(

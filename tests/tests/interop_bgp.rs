@@ -16,8 +16,8 @@ use bgp_wire::fsm::{Direction, IdleHold, Negotiated, Reason, SessionConfig, Stat
 use bgp_wire::iana::{AddPathMode, CeaseSubcode, ErrorCode};
 use bgp_wire::session::{Command, Endpoint, Peer, PeerConfig, SessionEvent};
 use bgp_wire::{
-    AddPathFamily, AsPath, Family, GracefulRestart, GracefulRestartFamily, Message, NextHop, Nlri,
-    Origin, PathAttributes, Prefix, UpdatePacker,
+    AddPathFamily, AsPath, Family, GracefulRestart, GracefulRestartFamily, LlgrFamily, Message,
+    NextHop, Nlri, Origin, PathAttributes, Prefix, UpdatePacker,
 };
 use bytes::BytesMut;
 use tern_tests::peers::{
@@ -522,6 +522,8 @@ fn gr_and_add_path(test: &str, kind: Kind) {
     spec.passive = true;
     spec.graceful_restart = true;
     spec.add_path = true;
+    let llgr = kind != Kind::Bird16;
+    spec.long_lived_gr = llgr;
     let theirs = prefixes(false, 100, 10);
     let Some(daemon) = lab.start(test, kind, &spec, &theirs) else {
         return;
@@ -541,6 +543,11 @@ fn gr_and_add_path(test: &str, kind: Kind) {
             forwarding_preserved: true,
         }],
     });
+    config.session.capabilities.long_lived_graceful_restart = vec![LlgrFamily {
+        family: Family::IPV4_UNICAST,
+        forwarding_preserved: true,
+        stale_time: 120,
+    }];
     let ours = prefixes(false, 200, 10);
     let (n, rib) = lab.t.run_in(move || {
         let mut tern = Tern::start(config, &listen_on(IpAddr::V4(TERN_V4)));
@@ -561,6 +568,15 @@ fn gr_and_add_path(test: &str, kind: Kind) {
         .as_ref()
         .expect("graceful restart negotiated");
     assert!(gr.restart_time > 0);
+    if llgr {
+        assert!(
+            n.long_lived_graceful_restart
+                .iter()
+                .any(|f| f.family == Family::IPV4_UNICAST && f.stale_time > 0),
+            "long-lived GR not negotiated: {:?}",
+            n.peer_capabilities
+        );
+    }
     assert!(
         !n.add_path_receive.is_empty(),
         "peer sends path ids: {:?}",
