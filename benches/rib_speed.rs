@@ -2,6 +2,9 @@
 //! for 100k prefixes after a peer loss.
 //!
 //! `cargo bench -p tern-benches --bench rib_speed`
+//!
+//! Times are the benchmark thread's CPU time (`/proc/thread-self/schedstat`), so that the
+//! figures mean "one core" even on a loaded machine; `RIB_BENCH_WALL=1` measures wall time.
 #![allow(clippy::unwrap_used)]
 
 #[path = "rib_common.rs"]
@@ -11,14 +14,51 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BatchSize, Criterion, Throughput};
 use rib::{Down, RibConfig};
 use rib_common::*;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
 
-fn full_table(c: &mut Criterion) {
+/// CPU time of the calling thread, in nanoseconds (first field of
+/// `/proc/thread-self/schedstat`).
+struct ThreadCpu;
+
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+static WALL: WallTime = WallTime;
+
+impl Measurement for ThreadCpu {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, i: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(i)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        WALL.formatter()
+    }
+}
+
+fn full_table<M: Measurement>(c: &mut Criterion<M>) {
     let updates = table(ROUTES, ATTR_SETS, 65001, A, 0);
     let withdrawals: Vec<Vec<bgp_wire::Nlri>> = updates.iter().map(|(_, n)| n.clone()).collect();
     let mut g = c.benchmark_group("rib_1m");
@@ -73,7 +113,7 @@ fn full_table(c: &mut Criterion) {
     g.finish();
 }
 
-fn failover(c: &mut Criterion) {
+fn failover<M: Measurement>(c: &mut Criterion<M>) {
     const N: usize = 100_000;
     let from_a = table(N, ATTR_SETS, 65001, A, 0);
     let from_b = table(N, ATTR_SETS, 65002, B, 1);
@@ -119,5 +159,18 @@ fn failover(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, full_table, failover);
-criterion_main!(benches);
+fn main() {
+    if std::env::var_os("RIB_BENCH_WALL").is_some() {
+        let mut c = Criterion::default().configure_from_args();
+        full_table(&mut c);
+        failover(&mut c);
+        c.final_summary();
+    } else {
+        let mut c = Criterion::default()
+            .with_measurement(ThreadCpu)
+            .configure_from_args();
+        full_table(&mut c);
+        failover(&mut c);
+        c.final_summary();
+    }
+}

@@ -644,8 +644,10 @@ impl Core {
             Ok(Outcome::Accept) => {}
             Ok(Outcome::Reject) | Err(_) => return None,
         }
-        let mut out = cand.attrs().clone();
-        drop(cand);
+        let mut out = match cand.into_modified() {
+            Some(m) => m,
+            None => pre,
+        };
         if out.bgp.origin.is_none() {
             out.bgp.origin = Some(WireOrigin::Igp);
         }
@@ -745,15 +747,23 @@ fn mark<K: FamilyKey>(
     fib_dirty: &mut HashSet<K, FxBuild>,
     key: K,
     best_changed: bool,
+    solo: Option<u16>,
 ) {
     for (g, o) in out.iter_mut().enumerate() {
         let Some(o) = o else { continue };
-        let add_path = core
-            .groups
-            .get(g)
-            .and_then(|g| g.as_ref())
-            .is_some_and(|g| g.key.add_path != AddPathSend::Off);
-        if best_changed || add_path {
+        let Some(Some(group)) = core.groups.get(g) else {
+            continue;
+        };
+        // Every path of the destination comes from the group's only member, and nothing was
+        // sent for it: the group has nothing to do (the common case of a peer's own table).
+        if let Some(src) = solo
+            && group.members.len() == 1
+            && group.members[0].0 == src
+            && !o.sent.contains_key(&key)
+        {
+            continue;
+        }
+        if best_changed || group.key.add_path != AddPathSend::Off {
             o.dirty.insert(key);
         }
     }
@@ -784,7 +794,7 @@ fn set_path<K: FamilyKey>(
                 flags: flag::BEST | flag::ECMP,
             }));
             count(core, src, 1);
-            mark(core, &mut fam.out, &mut fam.fib_dirty, key, true);
+            mark(core, &mut fam.out, &mut fam.fib_dirty, key, true, Some(src));
         }
         Entry::Occupied(mut o) => {
             let paths = o.get_mut();
@@ -807,7 +817,7 @@ fn set_path<K: FamilyKey>(
                     count(core, src, -1);
                     if !paths.remove_at(i) {
                         o.remove();
-                        mark(core, &mut fam.out, &mut fam.fib_dirty, key, true);
+                        mark(core, &mut fam.out, &mut fam.fib_dirty, key, true, Some(src));
                         return;
                     }
                 }
@@ -826,7 +836,8 @@ fn set_path<K: FamilyKey>(
             }
             core.decide(paths);
             let changed = signature(paths) != before;
-            mark(core, &mut fam.out, &mut fam.fib_dirty, key, changed);
+            let solo = paths.as_slice().iter().all(|p| p.src == src).then_some(src);
+            mark(core, &mut fam.out, &mut fam.fib_dirty, key, changed, solo);
         }
     }
 }
@@ -862,12 +873,12 @@ fn purge<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, src: u16, stale_only: 
             }
         }
         if !alive {
-            mark(core, out, fib_dirty, key, true);
+            mark(core, out, fib_dirty, key, true, None);
             return false;
         }
         core.decide(paths);
         let changed = signature(paths) != before;
-        mark(core, out, fib_dirty, key, changed);
+        mark(core, out, fib_dirty, key, changed, None);
         true
     });
 }
@@ -910,7 +921,7 @@ fn enter_llgr<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, src: u16) {
                 core.interner.release(p.attrs);
                 count(core, src, -1);
                 if !paths.remove_at(i) {
-                    mark(core, out, fib_dirty, key, true);
+                    mark(core, out, fib_dirty, key, true, None);
                     return false;
                 }
                 continue;
@@ -929,14 +940,21 @@ fn enter_llgr<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, src: u16) {
         core.decide(paths);
         // The attributes changed: every group re-exports.
         let _ = before;
-        mark(core, out, fib_dirty, key, true);
+        mark(core, out, fib_dirty, key, true, None);
         true
     });
 }
 
 /// Computes what group `g` sends for `key` now, diffs it against its Adj-RIB-Out and
 /// records the differences in `b`.
-fn refresh_key<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, g: usize, key: K, b: &mut Builder) {
+fn refresh_key<K: FamilyKey>(
+    core: &mut Core,
+    fam: &mut Fam<K>,
+    g: usize,
+    key: K,
+    b: &mut Builder,
+    memo: &mut Option<ExportMemo>,
+) {
     let Some(Some(group)) = core.groups.get(g) else {
         return;
     };
@@ -963,7 +981,7 @@ fn refresh_key<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, g: usize, key: K
                 // Adj-RIB-Out entry is kept (a second member joining re-exports every prefix).
                 continue;
             }
-            if let Some(id) = core.export(&gk, prefix, &p) {
+            if let Some(id) = export_memo(core, &gk, prefix, &p, memo) {
                 let tx = if gk.add_path == AddPathSend::Off {
                     0
                 } else {
@@ -1917,7 +1935,7 @@ fn redecide<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>) {
         let before = signature(paths);
         core.decide(paths);
         let changed = signature(paths) != before;
-        mark(core, out, fib_dirty, key, changed);
+        mark(core, out, fib_dirty, key, changed, None);
     }
 }
 
@@ -2053,9 +2071,50 @@ fn drain_group<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, g: usize, b: &mu
         _ => return,
     };
     keys.sort_unstable();
+    // With the built-in `all` export policy the exported attributes depend only on the
+    // path's attributes, source and long-lived staleness, not on the prefix: compute each
+    // once per drain.
+    let all = core
+        .groups
+        .get(g)
+        .and_then(|x| x.as_ref())
+        .is_some_and(|x| core.cfg.policies.is_all(&x.key.export));
+    let mut memo: Option<ExportMemo> = all.then(HashMap::default);
     for k in keys {
-        refresh_key(core, fam, g, k, b);
+        refresh_key(core, fam, g, k, b, &mut memo);
     }
+    for id in memo.into_iter().flat_map(|m| m.into_values()).flatten() {
+        core.interner.release(id);
+    }
+}
+
+/// Export results per (attributes, source, long-lived stale) within one drain; holds one
+/// reference to each result.
+type ExportMemo = HashMap<(AttrId, u16, bool), Option<AttrId>, FxBuild>;
+
+fn export_memo(
+    core: &mut Core,
+    gk: &GroupKey,
+    prefix: Prefix,
+    p: &Path,
+    memo: &mut Option<ExportMemo>,
+) -> Option<AttrId> {
+    let Some(m) = memo else {
+        return core.export(gk, prefix, p);
+    };
+    let k = (p.attrs, p.src, p.has(flag::LLGR));
+    let r = match m.get(&k) {
+        Some(&r) => r,
+        None => {
+            let r = core.export(gk, prefix, p);
+            m.insert(k, r);
+            r
+        }
+    };
+    if let Some(id) = r {
+        core.interner.retain(id);
+    }
+    r
 }
 
 fn fib_drain<K: FamilyKey>(core: &Core, fam: &mut Fam<K>, out: &mut Vec<FibChange>) {
