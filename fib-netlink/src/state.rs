@@ -6,6 +6,7 @@
 //! [`FibEvent`]s to report. It has no socket and no clock; the driver in `fib.rs` feeds it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,11 +73,16 @@ pub struct StateConfig {
     pub connected: Option<InterfacePatterns>,
 }
 
+/// Maps keyed by route: hashed with foldhash's randomly seeded "quality" hasher — several
+/// times faster than SipHash on these small keys, which matters at 100 000s of routes, and
+/// still seeded per map, so prefixes a peer chooses cannot be aimed at collisions.
+type KeyMap<V> = HashMap<RouteKey, V, foldhash::quality::RandomState>;
+
 /// A coalescing queue of keys: a key waits at most once; re-queueing is a no-op.
 #[derive(Debug, Default)]
 pub struct KeyQueue {
     order: VecDeque<RouteKey>,
-    queued: HashSet<RouteKey>,
+    queued: HashSet<RouteKey, foldhash::quality::RandomState>,
 }
 
 impl KeyQueue {
@@ -147,9 +153,9 @@ pub fn same_route(desired: &Route, kernel: &Route, index_of: &dyn Fn(&str) -> Op
 
 /// The keys whose kernel route must change for the kernel to match `desired`, in key order:
 /// what differs or is missing, and what is only in the kernel when `delete_stale`.
-fn diff_keys(
-    desired: &HashMap<RouteKey, Route>,
-    kernel: &HashMap<RouteKey, Route>,
+fn diff_keys<S: BuildHasher>(
+    desired: &HashMap<RouteKey, Route, S>,
+    kernel: &HashMap<RouteKey, Route, S>,
     delete_stale: bool,
     index_of: &dyn Fn(&str) -> Option<u32>,
 ) -> Vec<RouteKey> {
@@ -167,9 +173,9 @@ fn diff_keys(
 
 /// The writes that take the kernel from `kernel` to `desired`: replace what differs or is
 /// missing; delete what is only in the kernel when `delete_stale`. In key order.
-pub fn diff(
-    desired: &HashMap<RouteKey, Route>,
-    kernel: &HashMap<RouteKey, Route>,
+pub fn diff<S: BuildHasher>(
+    desired: &HashMap<RouteKey, Route, S>,
+    kernel: &HashMap<RouteKey, Route, S>,
     delete_stale: bool,
     index_of: &dyn Fn(&str) -> Option<u32>,
 ) -> Vec<RouteOp> {
@@ -190,12 +196,12 @@ pub fn diff(
 #[derive(Debug)]
 pub struct FibState {
     config: StateConfig,
-    desired: HashMap<RouteKey, Route>,
+    desired: KeyMap<Route>,
     /// Our protocol's routes in the kernel, as last reported or written.
-    kernel: HashMap<RouteKey, Route>,
+    kernel: KeyMap<Route>,
     pending: KeyQueue,
-    failed: HashMap<RouteKey, RouteError>,
-    restores: HashMap<RouteKey, (Option<Instant>, u8)>,
+    failed: KeyMap<RouteError>,
+    restores: KeyMap<(Option<Instant>, u8)>,
     now: Option<Instant>,
     converged: bool,
     links: HashMap<u32, Link>,
@@ -211,11 +217,11 @@ impl FibState {
     pub fn new(config: StateConfig) -> FibState {
         FibState {
             config,
-            desired: HashMap::new(),
-            kernel: HashMap::new(),
+            desired: KeyMap::default(),
+            kernel: KeyMap::default(),
             pending: KeyQueue::default(),
-            failed: HashMap::new(),
-            restores: HashMap::new(),
+            failed: KeyMap::default(),
+            restores: KeyMap::default(),
             now: None,
             converged: false,
             links: HashMap::new(),
