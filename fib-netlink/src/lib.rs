@@ -17,6 +17,27 @@
 //! - [`Fib`]/[`FibHandle`]: the tokio driver — reconcile on start (optionally after a
 //!   graceful-restart "converged" signal), an event-driven monitor of routes, links and
 //!   addresses, one full resync on `ENOBUFS`, retries when devices appear.
+//!
+//! ## Use
+//! ```no_run
+//! use fib_netlink::{Fib, FibConfig, FibEvent, NextHop, Route};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let (fib, handle, mut events) = Fib::new(FibConfig::default())?;
+//! tokio::spawn(fib.run());
+//! // A peer's block over IPIP, and our own block as a blackhole (both `proto bird`).
+//! let peer = "192.0.2.7".parse().expect("address");
+//! handle.set(Route::unicast("10.65.1.0/26".parse().expect("prefix"), vec![NextHop::onlink(peer, "tunl0")]));
+//! handle.set(Route::blackhole("10.65.0.0/26".parse().expect("prefix")));
+//! handle.converged(); // the desired set is complete: stale routes of ours may go
+//! while let Some(event) = events.recv().await {
+//!     if let FibEvent::LearnedAdded(route) = event {
+//!         println!("learned {route}");
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod codec;
 mod fib;
