@@ -73,12 +73,18 @@ if [ -f fuzz/Cargo.toml ] && [ "$FUZZ_SECONDS" != 0 ]; then
     mkdir -p "fuzz/corpus/$target"
     seeds=()
     [ -d "fuzz/seeds/$target" ] && seeds+=("fuzz/seeds/$target")
+    # A crash, leak, out-of-memory or slow input exits non-zero and leaves an artifact; so
+    # does a target that fails to build. Either fails the run (the grep only trims the log).
+    set +e
     (cd fuzz && cargo fuzz run --release "$target" "corpus/$target" "${seeds[@]/#fuzz\//}" -- \
-        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
-      | grep -E 'Done|stat::number_of_executed_units|ERROR|panicked|SUMMARY' || true)
-    # A crash leaves an artifact and a non-zero exit: re-run quickly to turn it into failure.
-    if ls fuzz/artifacts/"$target"/crash-* >/dev/null 2>&1; then
-      echo "fuzz target $target crashed: see fuzz/artifacts/$target"; exit 1
+        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 2>&1) \
+      | grep -E 'Done|stat::number_of_executed_units|ERROR|panicked|SUMMARY|error(\[|:)'
+    status=${PIPESTATUS[0]}
+    set -e
+    found=$(find "fuzz/artifacts/$target" -maxdepth 1 \( -name 'crash-*' -o -name 'leak-*' \
+      -o -name 'oom-*' -o -name 'timeout-*' \) 2>/dev/null | head -n 1)
+    if [ "$status" != 0 ] || [ -n "$found" ]; then
+      echo "fuzz target $target failed (exit $status): see fuzz/artifacts/$target"; exit 1
     fi
   done
 fi

@@ -5,6 +5,7 @@
 #   tests/data/captures/<peer>.pcap              tcpdump of every session of that peer
 #   tests/data/captures/<peer>/<n>_<src>_<dst>.bin  one raw BGP message stream per TCP direction
 #   tests/data/captures/MANIFEST                 what each peer announced (for reviewers)
+#   fuzz/seeds/<target>/                         seed corpus for the fuzz targets, from these
 #
 # Topology: one bridge in namespace tcap-hub; each daemon in its own namespace joined to it
 # by a veth (eth0), on 10.99.0.0/24 and fd00:99::/64 only. BIRD 2 is the hub of the sessions:
@@ -414,11 +415,15 @@ DUMP_PIDS=()
 log "writing $OUT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 for n in "${PEERS[@]}"; do cp "$RUN/$n.pcap" "$OUT/$n.pcap"; done
-cargo build -q -p bgp-decode --example pcap-streams
+cargo build -q -p bgp-decode --example pcap-streams --example fuzz-seeds
 for n in "${PEERS[@]}"; do
   rm -rf "${OUT:?}/$n"
   "$CARGO_TARGET_DIR/debug/examples/pcap-streams" "$OUT/$n.pcap" "$OUT/$n"
 done
+# The fuzz seed corpus comes from the committed captures only.
+if [ "$OUT" = "$ROOT/tests/data/captures" ]; then
+  "$CARGO_TARGET_DIR/debug/examples/fuzz-seeds" "$OUT" "$ROOT/fuzz/seeds"
+fi
 cat >"$OUT/MANIFEST" <<'EOF'
 Recorded by tests/captures/capture.sh (see its header for the topology).
 <peer>.pcap: every TCP port-179 packet on that peer's eth0 (both directions).
