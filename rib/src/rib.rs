@@ -856,6 +856,20 @@ fn purge<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, src: u16, stale_only: 
         fib_dirty,
         ..
     } = fam;
+    // Size the change sets once for the paths about to go (at most the source's path count,
+    // bounded by this family's table) instead of growing them step by step.
+    let expected = core
+        .peers
+        .get(usize::from(src))
+        .and_then(|p| p.as_ref())
+        .map_or(0, |p| p.paths)
+        .min(dests.len());
+    for o in out.iter_mut().flatten() {
+        o.dirty.reserve(expected);
+    }
+    if core.cfg.kernel_policy.is_some() {
+        fib_dirty.reserve(expected);
+    }
     dests.retain(|&key, paths| {
         let hit =
             |p: &Path| p.src == src && (!stale_only || p.flags & (flag::STALE | flag::LLGR) != 0);
@@ -950,16 +964,15 @@ fn enter_llgr<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, src: u16) {
 fn refresh_key<K: FamilyKey>(
     core: &mut Core,
     fam: &mut Fam<K>,
-    g: usize,
+    (g, gk, members): (usize, &GroupKey, &[u16]),
     key: K,
     b: &mut Builder,
     memo: &mut Option<ExportMemo>,
 ) {
-    let Some(Some(group)) = core.groups.get(g) else {
+    if gk.add_path == AddPathSend::Off {
+        refresh_best(core, fam, (g, gk, members), key, b, memo);
         return;
-    };
-    let gk = group.key.clone();
-    let members: Vec<u16> = group.members.iter().map(|p| p.0).collect();
+    }
     let prefix = key.prefix();
     // Desired state.
     let mut want: Vec<Sent> = Vec::new();
@@ -981,7 +994,7 @@ fn refresh_key<K: FamilyKey>(
                 // Adj-RIB-Out entry is kept (a second member joining re-exports every prefix).
                 continue;
             }
-            if let Some(id) = export_memo(core, &gk, prefix, &p, memo) {
+            if let Some(id) = export_memo(core, gk, prefix, &p, memo) {
                 let tx = if gk.add_path == AddPathSend::Off {
                     0
                 } else {
@@ -2080,11 +2093,71 @@ fn drain_group<K: FamilyKey>(core: &mut Core, fam: &mut Fam<K>, g: usize, b: &mu
         .and_then(|x| x.as_ref())
         .is_some_and(|x| core.cfg.policies.is_all(&x.key.export));
     let mut memo: Option<ExportMemo> = all.then(HashMap::default);
+    let Some(Some(group)) = core.groups.get(g) else {
+        return;
+    };
+    let gk = group.key.clone();
+    let members: Vec<u16> = group.members.iter().map(|p| p.0).collect();
     for k in keys {
-        refresh_key(core, fam, g, k, b, &mut memo);
+        refresh_key(core, fam, (g, &gk, &members), k, b, &mut memo);
     }
     for id in memo.into_iter().flat_map(|m| m.into_values()).flatten() {
         core.interner.release(id);
+    }
+}
+
+/// [`refresh_key`] for a group without ADD-PATH: at most one path per prefix, no
+/// allocation.
+fn refresh_best<K: FamilyKey>(
+    core: &mut Core,
+    fam: &mut Fam<K>,
+    (g, gk, members): (usize, &GroupKey, &[u16]),
+    key: K,
+    b: &mut Builder,
+    memo: &mut Option<ExportMemo>,
+) {
+    let prefix = key.prefix();
+    let best = fam.dests.get(&key).and_then(|paths| paths.best().copied());
+    let want = best.and_then(|p| {
+        if members.len() == 1 && members[0] == p.src {
+            return None;
+        }
+        let id = export_memo(core, gk, prefix, &p, memo)?;
+        let except = if members.contains(&p.src) { p.src } else { 0 };
+        Some(Sent {
+            tx: 0,
+            attrs: id,
+            except,
+        })
+    });
+    let Some(Some(out)) = fam.out.get_mut(g) else {
+        if let Some(w) = want {
+            core.interner.release(w.attrs);
+        }
+        return;
+    };
+    let old = out
+        .sent
+        .get(&key)
+        .and_then(|s| s.as_slice().first().copied());
+    let nlri = Nlri::new(prefix);
+    match want {
+        None => {
+            if let Some(o) = old {
+                b.withdraw.push(nlri);
+                core.interner.release(o.attrs);
+                out.sent.remove(&key);
+            }
+        }
+        Some(w) => {
+            if old != Some(w) {
+                b.announce(w.attrs, w.except, nlri);
+            }
+            if let Some(o) = old {
+                core.interner.release(o.attrs);
+            }
+            out.sent.insert(key, SentPaths::One(w));
+        }
     }
 }
 
