@@ -1,0 +1,1007 @@
+//! The core task: owns the RIB, the table of sessions and the FIB handle; applies
+//! configurations; turns session events and kernel events into RIB inputs, and RIB outputs
+//! into encoded UPDATEs and kernel routes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bgp_wire::fsm::{Negotiated, Reason, State};
+use bgp_wire::iana::{CeaseSubcode, ErrorCode};
+use bgp_wire::session::{Command, Endpoint, SessionEvent};
+use bgp_wire::{
+    EncodeContext, MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN, Message, Prefix, UpdatePacker,
+    next_message,
+};
+use bytes::{Bytes, BytesMut};
+use fib_netlink::{
+    Device, Fib, FibConfig, FibEvent, FibHandle, InterfacePatterns, NextHop, Reconcile, Route,
+    RouteKey,
+};
+use ipnet::IpNet;
+use rib::attrs::preference;
+use rib::policy::to_prefix;
+use rib::{Down, FibChange, Local, OutUpdate, PeerId, Rib, RibConfig, RouteAttrs, Target};
+use tern_config::{DesiredConfig, Peer, StaticRoute, StaticTarget};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::diff::{self, PeerChange};
+use crate::session::{self, Control, SessionHandle, Tagged};
+use crate::{ApplySummary, Error, Event, PeerStatus, RouteEntry, RouteFrom, SpeakerOptions};
+
+/// Requests from the [`Speaker`](crate::Speaker) handle.
+pub(crate) enum Request {
+    Apply(
+        Box<DesiredConfig>,
+        oneshot::Sender<Result<ApplySummary, Error>>,
+    ),
+    Peers(oneshot::Sender<Vec<PeerStatus>>),
+    Routes(Option<Prefix>, oneshot::Sender<Vec<RouteEntry>>),
+    Listening(oneshot::Sender<Vec<SocketAddr>>),
+    Config(oneshot::Sender<Option<DesiredConfig>>),
+    Shutdown(String, oneshot::Sender<()>),
+}
+
+/// Session events queued for the core (all sessions share it; each session task waits when
+/// it is full, which pushes back on that peer's TCP stream only).
+const SESSION_QUEUE: usize = 1024;
+/// Events handled before the RIB's output is flushed (larger batches encode fewer UPDATEs).
+const BATCH: usize = 256;
+
+struct PeerSlot {
+    cfg: Peer,
+    id: PeerId,
+    handle: SessionHandle,
+    local_address: IpAddr,
+    state: State,
+    since: Instant,
+    established_at: Option<Instant>,
+    negotiated: Option<Arc<Negotiated>>,
+    encode: Option<EncodeContext>,
+    end_of_rib: bool,
+    overflowed: bool,
+    updates_received: u64,
+    messages_sent: u64,
+    established_count: u64,
+    last_error: Option<String>,
+}
+
+struct FibGlue {
+    handle: FibHandle,
+    /// Our kernel route per RIB prefix.
+    installed: HashMap<Prefix, RouteKey>,
+    converged: bool,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct Core {
+    options: SpeakerOptions,
+    events: broadcast::Sender<Event>,
+    session_tx: mpsc::Sender<Tagged>,
+    session_rx: mpsc::Receiver<Tagged>,
+    deferred: Vec<Tagged>,
+    running: Option<DesiredConfig>,
+    rib: Rib,
+    endpoint: Option<Endpoint>,
+    peers: BTreeMap<Arc<str>, PeerSlot>,
+    by_id: HashMap<PeerId, Arc<str>>,
+    generations: HashMap<Arc<str>, u64>,
+    next_generation: u64,
+    fib: Option<FibGlue>,
+    new_fib_events: Option<mpsc::Receiver<FibEvent>>,
+    /// Kernel-learned routes: prefix → metric → attributes (the lowest metric is originated).
+    kernel_routes: HashMap<IpNet, BTreeMap<u32, RouteAttrs>>,
+    /// Connected networks: prefix → interface name.
+    connected: HashMap<IpNet, RouteAttrs>,
+}
+
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Core {
+    pub(crate) fn new(options: SpeakerOptions, events: broadcast::Sender<Event>) -> Core {
+        let (session_tx, session_rx) = mpsc::channel(SESSION_QUEUE);
+        Core {
+            options,
+            events,
+            session_tx,
+            session_rx,
+            deferred: Vec::new(),
+            running: None,
+            rib: Rib::new(RibConfig::new(Ipv4Addr::UNSPECIFIED, 0)),
+            endpoint: None,
+            peers: BTreeMap::new(),
+            by_id: HashMap::new(),
+            generations: HashMap::new(),
+            next_generation: 0,
+            fib: None,
+            new_fib_events: None,
+            kernel_routes: HashMap::new(),
+            connected: HashMap::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        let mut fib_events: Option<mpsc::Receiver<FibEvent>> = None;
+        loop {
+            let timeout = self.rib.poll_timeout();
+            tokio::select! {
+                r = requests.recv() => match r {
+                    Some(Request::Shutdown(message, done)) => {
+                        self.shutdown(&message).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(r) => self.request(r).await,
+                    None => {
+                        self.shutdown("speaker dropped").await;
+                        return;
+                    }
+                },
+                t = self.session_rx.recv() => {
+                    if let Some(t) = t {
+                        self.session_event(t);
+                    }
+                    for _ in 0..BATCH {
+                        match self.session_rx.try_recv() {
+                            Ok(t) => self.session_event(t),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                ev = recv_opt(&mut fib_events) => match ev {
+                    Some(ev) => {
+                        self.fib_event(ev);
+                        if let Some(rx) = fib_events.as_mut() {
+                            for _ in 0..BATCH {
+                                match rx.try_recv() {
+                                    Ok(ev) => self.fib_event(ev),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        tracing::error!("the FIB task ended; kernel routes are no longer programmed");
+                        fib_events = None;
+                    }
+                },
+                _ = sleep_until(timeout) => self.rib.tick(Instant::now()),
+            }
+            if let Some(rx) = self.new_fib_events.take() {
+                fib_events = Some(rx);
+            }
+            for t in std::mem::take(&mut self.deferred) {
+                self.session_event(t);
+            }
+            self.flush();
+        }
+    }
+
+    async fn request(&mut self, r: Request) {
+        match r {
+            Request::Apply(c, reply) => {
+                let res = self.apply(*c).await;
+                let _ = reply.send(res);
+            }
+            Request::Peers(reply) => {
+                let _ = reply.send(self.peer_status());
+            }
+            Request::Routes(prefix, reply) => {
+                let _ = reply.send(self.route_entries(prefix));
+            }
+            Request::Listening(reply) => {
+                let addrs = self
+                    .endpoint
+                    .as_ref()
+                    .map(Endpoint::local_addrs)
+                    .unwrap_or_default();
+                let _ = reply.send(addrs);
+            }
+            Request::Config(reply) => {
+                let _ = reply.send(self.running.clone());
+            }
+            Request::Shutdown(..) => {}
+        }
+    }
+
+    // ===== configuration =====
+
+    async fn apply(&mut self, new: DesiredConfig) -> Result<ApplySummary, Error> {
+        let full = match &self.running {
+            None => true,
+            Some(old) => diff::needs_full_restart(old, &new),
+        };
+        if full {
+            return self.full_restart(new).await;
+        }
+        let Some(old) = self.running.take() else {
+            return self.full_restart(new).await;
+        };
+        let mut summary = ApplySummary::default();
+        if diff::policies_changed(&old, &new) {
+            let kernel = self.fib.is_some().then(|| new.kernel.export.clone());
+            self.rib
+                .set_policies(rib::Policies::new(new.policies.clone()), kernel);
+            summary.policies_changed = true;
+        }
+        let (withdraw, originate) =
+            diff::static_diff(&diff::static_routes(&old), &diff::static_routes(&new));
+        for p in withdraw {
+            self.rib.withdraw_local(Local::Static, to_prefix(&p));
+        }
+        for s in originate {
+            self.originate_static(&s);
+        }
+        if old.kernel.learn != new.kernel.learn
+            || old.interfaces != new.interfaces
+            || old.kernel.route_protocol != new.kernel.route_protocol
+        {
+            tracing::warn!(
+                "kernel learning, interface patterns and the route protocol take effect at the next start"
+            );
+        }
+        // Peers, by name.
+        let removed: Vec<Arc<str>> = self
+            .peers
+            .keys()
+            .filter(|n| new.peer(n).is_none())
+            .cloned()
+            .collect();
+        for name in removed {
+            self.remove_peer(
+                &name,
+                CeaseSubcode::PeerDeconfigured,
+                "peer removed from configuration",
+            )
+            .await;
+            summary.removed.push(name.to_string());
+        }
+        for p in &new.peers {
+            let name: Arc<str> = Arc::from(p.name.as_str());
+            let change = self
+                .peers
+                .get(&name)
+                .map(|slot| diff::peer_change(&slot.cfg, p));
+            match change {
+                None => match self.add_peer(&new, p) {
+                    Ok(()) => summary.added.push(p.name.clone()),
+                    Err(e) => summary.errors.push(format!("{}: {e}", p.name)),
+                },
+                Some(PeerChange::Unchanged) => summary.unchanged.push(p.name.clone()),
+                Some(PeerChange::Live) => {
+                    if let Some(slot) = self.peers.get_mut(&name) {
+                        slot.cfg = p.clone();
+                        if let Err(e) = self
+                            .rib
+                            .reconfigure_peer(slot.id, rib::PeerConfig::from_config(p))
+                        {
+                            summary.errors.push(format!("{}: {e}", p.name));
+                        }
+                    }
+                    summary.reconfigured.push(p.name.clone());
+                }
+                Some(PeerChange::Reset) => {
+                    self.remove_peer(
+                        &name,
+                        CeaseSubcode::OtherConfigurationChange,
+                        "session parameters changed",
+                    )
+                    .await;
+                    match self.add_peer(&new, p) {
+                        Ok(()) => summary.reset.push(p.name.clone()),
+                        Err(e) => summary.errors.push(format!("{}: {e}", p.name)),
+                    }
+                }
+            }
+        }
+        self.running = Some(new);
+        Ok(summary)
+    }
+
+    async fn full_restart(&mut self, new: DesiredConfig) -> Result<ApplySummary, Error> {
+        let mut summary = ApplySummary {
+            full_restart: true,
+            ..ApplySummary::default()
+        };
+        let names: Vec<Arc<str>> = self.peers.keys().cloned().collect();
+        for name in &names {
+            self.remove_peer(
+                name,
+                CeaseSubcode::AdministrativeReset,
+                "speaker reconfigured",
+            )
+            .await;
+        }
+        let listen_changed = self
+            .running
+            .as_ref()
+            .is_none_or(|old| old.listen != new.listen);
+        if listen_changed || self.endpoint.is_none() {
+            if self.endpoint.take().is_some() {
+                // Let the aborted accept tasks release the old listening sockets.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            self.endpoint = Some(bind(&new)?);
+        }
+        if self.options.fib && self.fib.is_none() {
+            self.start_fib(&new)?;
+        }
+        let mut rc = RibConfig::from_desired(&new);
+        if self.fib.is_none() {
+            rc.kernel_policy = None;
+        }
+        self.rib = Rib::new(rc);
+        self.by_id.clear();
+        for s in diff::static_routes(&new) {
+            self.originate_static(&s);
+        }
+        let kernel: Vec<(IpNet, RouteAttrs)> = self
+            .kernel_routes
+            .iter()
+            .filter_map(|(p, m)| m.values().next().map(|a| (*p, a.clone())))
+            .collect();
+        for (p, a) in kernel {
+            self.rib.originate(Local::Kernel, to_prefix(&p), a);
+        }
+        let connected: Vec<(IpNet, RouteAttrs)> = self
+            .connected
+            .iter()
+            .map(|(p, a)| (*p, a.clone()))
+            .collect();
+        for (p, a) in connected {
+            self.rib.originate(Local::Direct, to_prefix(&p), a);
+        }
+        for p in &new.peers {
+            match self.add_peer(&new, p) {
+                Ok(()) => summary.added.push(p.name.clone()),
+                Err(e) => summary.errors.push(format!("{}: {e}", p.name)),
+            }
+        }
+        if let Some(f) = self.fib.as_mut() {
+            f.converged = false;
+        }
+        self.running = Some(new);
+        Ok(summary)
+    }
+
+    fn start_fib(&mut self, c: &DesiredConfig) -> Result<(), Error> {
+        let connected = if c.interfaces.is_empty() {
+            None
+        } else {
+            Some(InterfacePatterns::new(
+                c.interfaces
+                    .iter()
+                    .map(|p| fib_netlink::InterfacePattern {
+                        glob: p.glob.clone(),
+                        exclude: !p.include,
+                    })
+                    .collect(),
+            ))
+        };
+        let config = FibConfig {
+            protocol: c.kernel.route_protocol,
+            learn: c.kernel.learn.then(InterfacePatterns::all),
+            connected,
+            reconcile: if c.kernel.graceful_restart {
+                Reconcile::AfterConverged {
+                    deadline: self.options.fib_converge_deadline,
+                }
+            } else {
+                Reconcile::Immediately
+            },
+            ..FibConfig::default()
+        };
+        let (fib, handle, events) = Fib::new(config).map_err(Error::Fib)?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = fib.run().await {
+                tracing::error!(error = %e, "FIB driver failed");
+            }
+        });
+        self.fib = Some(FibGlue {
+            handle,
+            installed: HashMap::new(),
+            converged: false,
+            task,
+        });
+        self.new_fib_events = Some(events);
+        Ok(())
+    }
+
+    fn originate_static(&mut self, s: &StaticRoute) {
+        let mut attrs = RouteAttrs::bgp(Default::default());
+        attrs.preference = preference::STATIC;
+        if let StaticTarget::Via(gw) = s.target {
+            attrs.set_next_hop(gw);
+        }
+        self.rib
+            .originate(Local::Static, to_prefix(&s.prefix), attrs);
+    }
+
+    fn add_peer(&mut self, c: &DesiredConfig, p: &Peer) -> Result<(), Error> {
+        let Some(endpoint) = self.endpoint.as_ref() else {
+            return Err(Error::NotConfigured);
+        };
+        let id = self
+            .rib
+            .add_peer(rib::PeerConfig::from_config(p))
+            .map_err(|e| Error::Peer(e.to_string()))?;
+        let name: Arc<str> = Arc::from(p.name.as_str());
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let handle = match session::spawn(
+            endpoint,
+            session::wire_config(c, p),
+            name.clone(),
+            generation,
+            self.session_tx.clone(),
+        ) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = self.rib.remove_peer(id);
+                return Err(Error::Peer(e.to_string()));
+            }
+        };
+        let now = Instant::now();
+        self.generations.insert(name.clone(), generation);
+        self.by_id.insert(id, name.clone());
+        self.peers.insert(
+            name,
+            PeerSlot {
+                cfg: p.clone(),
+                id,
+                handle,
+                local_address: session::local_address(c, p),
+                state: State::Idle,
+                since: now,
+                established_at: None,
+                negotiated: None,
+                encode: None,
+                end_of_rib: false,
+                overflowed: false,
+                updates_received: 0,
+                messages_sent: 0,
+                established_count: 0,
+                last_error: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn remove_peer(&mut self, name: &Arc<str>, subcode: CeaseSubcode, message: &str) {
+        let Some(slot) = self.peers.remove(name) else {
+            return;
+        };
+        self.generations.remove(name);
+        self.by_id.remove(&slot.id);
+        let _ = self.rib.remove_peer(slot.id);
+        let _ = slot
+            .handle
+            .control
+            .try_send(Control::Shutdown(subcode, message.to_string()));
+        drop(slot.handle.data);
+        drop(slot.handle.control);
+        let mut task = slot.handle.task;
+        let deadline = tokio::time::sleep(Duration::from_secs(8));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut task => break,
+                t = self.session_rx.recv() => {
+                    if let Some(t) = t {
+                        self.deferred.push(t);
+                    }
+                }
+                _ = &mut deadline => {
+                    task.abort();
+                    break;
+                }
+            }
+        }
+        let _ = self.events.send(Event::PeerRemoved {
+            name: name.to_string(),
+        });
+    }
+
+    async fn shutdown(&mut self, message: &str) {
+        let names: Vec<Arc<str>> = self.peers.keys().cloned().collect();
+        for name in &names {
+            self.remove_peer(name, CeaseSubcode::AdministrativeShutdown, message)
+                .await;
+        }
+        if let Some(f) = self.fib.take() {
+            // Kernel routes stay (persist) unless configured otherwise.
+            let persist = self.running.as_ref().is_none_or(|c| c.kernel.persist);
+            if !persist {
+                for key in f.installed.values() {
+                    f.handle.remove(*key);
+                }
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(2)
+                    && f.handle.inspect(|s| s.pending_len() > 0)
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            drop(f.handle);
+            let _ = tokio::time::timeout(Duration::from_secs(2), f.task).await;
+        }
+        self.endpoint = None;
+    }
+
+    // ===== session events =====
+
+    fn session_event(&mut self, t: Tagged) {
+        if self.generations.get(&t.name) != Some(&t.generation) {
+            return;
+        }
+        let now = Instant::now();
+        let Some(slot) = self.peers.get_mut(&t.name) else {
+            return;
+        };
+        let id = slot.id;
+        match t.event {
+            SessionEvent::StateChange { from, to, reason } => {
+                slot.state = to;
+                slot.since = now;
+                if matches!(
+                    reason,
+                    Reason::NotificationReceived(_)
+                        | Reason::NotificationSent(_)
+                        | Reason::ConnectFailed
+                ) {
+                    slot.last_error = Some(reason.to_string());
+                }
+                tracing::info!(peer = %t.name, %from, %to, %reason, "session state");
+                let _ = self.events.send(Event::PeerState {
+                    name: t.name.to_string(),
+                    from,
+                    to,
+                    reason: reason.to_string(),
+                });
+            }
+            SessionEvent::Established(n) => {
+                slot.encode = Some(n.encode_context());
+                slot.established_at = Some(now);
+                slot.established_count += 1;
+                slot.end_of_rib = false;
+                slot.overflowed = false;
+                let s = session::rib_session(&n, slot.local_address);
+                slot.negotiated = Some(n);
+                if let Err(e) = self.rib.peer_up(id, s) {
+                    tracing::error!(peer = %t.name, error = %e, "RIB refused the session");
+                }
+            }
+            SessionEvent::Down(reason) => {
+                let hard = match &reason {
+                    Reason::AdminStop(_) => true,
+                    Reason::NotificationReceived(n) | Reason::NotificationSent(n) => {
+                        n.code == ErrorCode::Cease && n.subcode == u8::from(CeaseSubcode::HardReset)
+                    }
+                    _ => false,
+                };
+                slot.encode = None;
+                slot.established_at = None;
+                slot.last_error = Some(reason.to_string());
+                let how = if hard { Down::Hard } else { Down::Graceful };
+                let _ = self.rib.peer_down(id, now, how);
+            }
+            SessionEvent::Received(mut decoded) => {
+                for e in &decoded.errors {
+                    tracing::warn!(peer = %t.name, error = %e, "RFC 7606 error in UPDATE");
+                }
+                match &decoded.message {
+                    Message::Update(_) => {
+                        slot.updates_received += 1;
+                        let ibgp = slot.cfg.remote_as
+                            == slot.cfg.effective_local_as(self.rib.config().asn);
+                        if !ibgp {
+                            decoded.apply_external_peer_rules(Some(slot.cfg.remote_as), false);
+                        }
+                        if let Some(nlri) = decoded.treat_as_withdraw() {
+                            // RFC 7606 §2: treat-as-withdraw.
+                            let nlri = nlri.to_vec();
+                            self.rib.withdraw(id, &nlri);
+                        } else if let Message::Update(u) = &decoded.message {
+                            if u.as_end_of_rib().is_some() {
+                                slot.end_of_rib = true;
+                            }
+                            self.rib.apply_update(id, u);
+                        }
+                    }
+                    Message::RouteRefresh(_) => self.rib.route_refresh(id),
+                    _ => {}
+                }
+            }
+            SessionEvent::SendFailed(why) => {
+                tracing::warn!(peer = %t.name, %why, "UPDATE could not be encoded");
+                slot.last_error = Some(why);
+            }
+            SessionEvent::CollisionResolved { kept } => {
+                tracing::debug!(peer = %t.name, ?kept, "connection collision resolved");
+            }
+        }
+    }
+
+    // ===== kernel events =====
+
+    fn fib_event(&mut self, ev: FibEvent) {
+        match ev {
+            FibEvent::LearnedAdded(r) => {
+                let attrs = kernel_attrs(&r);
+                let m = self.kernel_routes.entry(r.prefix).or_default();
+                m.insert(r.metric, attrs);
+                if let Some(a) = m.values().next() {
+                    self.rib
+                        .originate(Local::Kernel, to_prefix(&r.prefix), a.clone());
+                }
+            }
+            FibEvent::LearnedRemoved(r) => {
+                let mut gone = false;
+                if let Some(m) = self.kernel_routes.get_mut(&r.prefix) {
+                    m.remove(&r.metric);
+                    match m.values().next() {
+                        Some(a) => {
+                            self.rib
+                                .originate(Local::Kernel, to_prefix(&r.prefix), a.clone())
+                        }
+                        None => gone = true,
+                    }
+                }
+                if gone {
+                    self.kernel_routes.remove(&r.prefix);
+                    self.rib.withdraw_local(Local::Kernel, to_prefix(&r.prefix));
+                }
+            }
+            FibEvent::ConnectedAdded(c) => {
+                let mut attrs = RouteAttrs::bgp(Default::default());
+                attrs.preference = preference::DIRECT;
+                attrs.ifname = Some(Arc::from(c.ifname.as_str()));
+                self.connected.insert(c.prefix.trunc(), attrs.clone());
+                self.rib
+                    .originate(Local::Direct, to_prefix(&c.prefix), attrs);
+            }
+            FibEvent::ConnectedRemoved(c) => {
+                self.connected.remove(&c.prefix.trunc());
+                self.rib.withdraw_local(Local::Direct, to_prefix(&c.prefix));
+            }
+            FibEvent::RouteFailed { key, error } => {
+                tracing::warn!(route = %key, %error, "kernel route not installed");
+                let _ = self.events.send(Event::KernelRouteFailed {
+                    prefix: key.prefix,
+                    error: error.to_string(),
+                });
+            }
+            FibEvent::Reconciled { stale } => {
+                tracing::info!(stale, "kernel routes reconciled");
+            }
+            FibEvent::Link(_) | FibEvent::LinkRemoved(_) | FibEvent::Resynced { .. } => {}
+        }
+    }
+
+    // ===== outputs =====
+
+    fn flush(&mut self) {
+        for u in self.rib.poll_updates() {
+            self.send_update(&u);
+        }
+        let changes = self.rib.poll_fib();
+        if !changes.is_empty() {
+            self.program(changes);
+        }
+        for rib::Request::RouteRefresh(id) in self.rib.poll_requests() {
+            let Some(slot) = self.by_id.get(&id).and_then(|n| self.peers.get(n)) else {
+                continue;
+            };
+            if let Some(n) = &slot.negotiated {
+                for f in &n.families {
+                    let _ = slot
+                        .handle
+                        .control
+                        .try_send(Control::Command(Command::RouteRefresh(*f)));
+                }
+            }
+        }
+        self.check_converged();
+    }
+
+    fn send_update(&mut self, u: &OutUpdate) {
+        let members: Vec<PeerId> = match &u.target {
+            Target::Group { members, .. } => members.clone(),
+            Target::Peer(p) => vec![*p],
+        };
+        // Encode once per (encoding context, excluded member): every ordinary member of the
+        // group with the same context shares the same bytes.
+        let mut cache: HashMap<(EncodeContext, Option<PeerId>), Vec<Bytes>> = HashMap::new();
+        for m in members {
+            let Some(name) = self.by_id.get(&m) else {
+                continue;
+            };
+            let Some(slot) = self.peers.get_mut(name) else {
+                continue;
+            };
+            let Some(ctx) = slot.encode else { continue };
+            let except = u.announce.iter().any(|a| a.except == Some(m)).then_some(m);
+            let msgs = match cache.get(&(ctx, except)) {
+                Some(m) => m.clone(),
+                None => match encode(ctx, u, except) {
+                    Ok(msgs) => {
+                        cache.insert((ctx, except), msgs.clone());
+                        msgs
+                    }
+                    Err(e) => {
+                        tracing::error!(peer = %name, error = %e, "cannot encode UPDATE");
+                        slot.last_error = Some(format!("cannot encode UPDATE: {e}"));
+                        continue;
+                    }
+                },
+            };
+            if msgs.is_empty() {
+                continue;
+            }
+            let n = msgs.len() as u64;
+            match slot.handle.data.try_send(msgs) {
+                Ok(()) => slot.messages_sent += n,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if !slot.overflowed {
+                        slot.overflowed = true;
+                        tracing::warn!(peer = %name, "peer too slow: send queue full, resetting session");
+                        slot.last_error = Some("send queue overflow".into());
+                        let _ = slot.handle.control.try_send(Control::Overflow);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    fn program(&mut self, changes: Vec<FibChange>) {
+        let Some(fib) = self.fib.as_mut() else {
+            return;
+        };
+        let Some(c) = self.running.as_ref() else {
+            return;
+        };
+        let mut set = Vec::new();
+        for ch in changes {
+            match ch {
+                FibChange::Install(r) => {
+                    let route = kernel_route(c, &r);
+                    let key = route.key();
+                    if let Some(old) = fib.installed.insert(r.prefix, key)
+                        && old != key
+                    {
+                        fib.handle.remove(old);
+                    }
+                    let _ = self.events.send(Event::KernelRoute {
+                        prefix: route.prefix,
+                        installed: true,
+                    });
+                    set.push(route);
+                }
+                FibChange::Remove(p) => {
+                    if let Some(key) = fib.installed.remove(&p) {
+                        fib.handle.remove(key);
+                        let _ = self.events.send(Event::KernelRoute {
+                            prefix: key.prefix,
+                            installed: false,
+                        });
+                    }
+                }
+            }
+        }
+        fib.handle.set_all(set);
+    }
+
+    /// Graceful restart (RFC 4724 §4.1): stale kernel routes of ours are deleted once every
+    /// peer has sent its End-of-RIB (or the FIB's own deadline passes).
+    fn check_converged(&mut self) {
+        let Some(fib) = self.fib.as_mut() else {
+            return;
+        };
+        if fib.converged || self.running.is_none() {
+            return;
+        }
+        if self
+            .peers
+            .values()
+            .all(|s| s.encode.is_some() && s.end_of_rib)
+        {
+            fib.converged = true;
+            fib.handle.converged();
+            tracing::info!("RIB converged: reconciling kernel routes");
+        }
+    }
+
+    // ===== queries =====
+
+    fn peer_status(&self) -> Vec<PeerStatus> {
+        let now = Instant::now();
+        self.peers
+            .values()
+            .map(|s| PeerStatus {
+                name: s.cfg.name.clone(),
+                address: s.cfg.address,
+                remote_as: s.cfg.remote_as,
+                state: s.state,
+                since: now.saturating_duration_since(s.since),
+                uptime: s.established_at.map(|t| now.saturating_duration_since(t)),
+                established_count: s.established_count,
+                updates_received: s.updates_received,
+                messages_sent: s.messages_sent,
+                prefixes_received: self.rib.peer_paths(s.id),
+                peer_router_id: s.negotiated.as_ref().map(|n| n.peer_id),
+                last_error: s.last_error.clone(),
+            })
+            .collect()
+    }
+
+    fn route_entries(&self, prefix: Option<Prefix>) -> Vec<RouteEntry> {
+        let from = |src: rib::Source| match src {
+            rib::Source::Peer(id) => RouteFrom::Peer(
+                self.by_id
+                    .get(&id)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            ),
+            rib::Source::Local(Local::Static) => RouteFrom::Static,
+            rib::Source::Local(Local::Kernel) => RouteFrom::Kernel,
+            rib::Source::Local(Local::Direct) => RouteFrom::Direct,
+        };
+        let entry = |p: Prefix, r: rib::RouteInfo| RouteEntry {
+            prefix: p,
+            from: from(r.source),
+            next_hop: r.attrs.next_hop(),
+            best: r.best,
+            multipath: r.multipath,
+            stale: r.stale || r.llgr_stale,
+            attrs: r.attrs,
+        };
+        match prefix {
+            Some(p) => self
+                .rib
+                .routes(p)
+                .into_iter()
+                .map(|r| entry(p, r))
+                .collect(),
+            None => self
+                .rib
+                .best_routes()
+                .into_iter()
+                .map(|(p, r)| entry(p, r))
+                .collect(),
+        }
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Listening sockets for a configuration: the IPv4 and IPv6 bind addresses (any when unset)
+/// on the configured port. IPv6 is optional unless a bind address or an IPv6 peer needs it.
+fn bind(c: &DesiredConfig) -> Result<Endpoint, Error> {
+    let v4 = c
+        .listen
+        .address
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let v6 = c
+        .listen
+        .address_v6
+        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    let port = c.listen.port;
+    let both = [SocketAddr::new(v4, port), SocketAddr::new(v6, port)];
+    match Endpoint::bind(&both) {
+        Ok(e) => Ok(e),
+        Err(e6) => {
+            let needs_v6 =
+                c.listen.address_v6.is_some() || c.peers.iter().any(|p| p.address.is_ipv6());
+            if needs_v6 {
+                return Err(Error::Listen(e6));
+            }
+            tracing::warn!(error = %e6, "no IPv6 listening socket; IPv4 only");
+            Endpoint::bind(&both[..1]).map_err(Error::Listen)
+        }
+    }
+}
+
+/// The UPDATEs of `u` for one encoding context; `except` gets withdrawals of the
+/// announcements it is excluded from.
+fn encode(
+    ctx: EncodeContext,
+    u: &OutUpdate,
+    except: Option<PeerId>,
+) -> Result<Vec<Bytes>, bgp_wire::EncodeError> {
+    let packer = UpdatePacker::new(ctx);
+    let mut buf = BytesMut::new();
+    let mut withdraw = u.withdraw.clone();
+    for a in &u.announce {
+        if except.is_some() && a.except == except {
+            withdraw.extend_from_slice(&a.nlri);
+        }
+    }
+    if !withdraw.is_empty() {
+        packer.withdraw(&withdraw, &mut buf);
+    }
+    for a in &u.announce {
+        if except.is_some() && a.except == except {
+            continue;
+        }
+        packer.announce(&a.attrs.bgp, &a.nlri, &mut buf)?;
+    }
+    for f in &u.end_of_rib {
+        packer.end_of_rib(*f, &mut buf)?;
+    }
+    let max = if ctx.extended_messages {
+        MAX_EXTENDED_MESSAGE_LEN
+    } else {
+        MAX_MESSAGE_LEN
+    };
+    let mut out = Vec::new();
+    while let Ok(Some(m)) = next_message(&mut buf, max) {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// The attributes of a kernel-learned route as the policies see it (BIRD `krt_metric`,
+/// `ifname`, gateway as next hop, kernel preference).
+fn kernel_attrs(r: &Route) -> RouteAttrs {
+    let mut a = RouteAttrs::bgp(Default::default());
+    a.preference = preference::KERNEL;
+    a.krt_metric = Some(r.metric);
+    if let Some(nh) = r.nexthops().first() {
+        if let Some(gw) = nh.gateway {
+            a.set_next_hop(gw);
+        }
+        if let Some(Device::Name(n)) = &nh.dev {
+            a.ifname = Some(Arc::from(n.as_str()));
+        }
+    }
+    a
+}
+
+/// The kernel route for a RIB FIB route: `via` each next hop (ECMP), `onlink` through the
+/// tunnel device when the kernel policy chose one (Calico IPIP), blackhole without next hops;
+/// the configured protocol and NormalRoutePriority when the policy set no metric.
+fn kernel_route(c: &DesiredConfig, r: &rib::FibRoute) -> Route {
+    let net = prefix_net(r.prefix);
+    let mut route = if r.blackhole || r.next_hops.is_empty() {
+        Route::blackhole(net)
+    } else {
+        let hops = r
+            .next_hops
+            .iter()
+            .map(|&nh| match &r.tunnel {
+                Some(dev) => NextHop::onlink(nh, dev.as_ref()),
+                None => NextHop::via(nh),
+            })
+            .collect();
+        Route::unicast(net, hops)
+    };
+    let default_metric = if net.addr().is_ipv4() {
+        c.kernel.normal_route_priority.ipv4
+    } else {
+        c.kernel.normal_route_priority.ipv6
+    };
+    route = route
+        .with_protocol(c.kernel.route_protocol)
+        .with_metric(r.metric.unwrap_or(default_metric));
+    route
+}
+
+fn prefix_net(p: Prefix) -> IpNet {
+    IpNet::new(p.addr(), p.len()).unwrap_or_else(|_| match p.addr() {
+        IpAddr::V4(_) => IpNet::V4(Default::default()),
+        IpAddr::V6(_) => IpNet::V6(Default::default()),
+    })
+}
