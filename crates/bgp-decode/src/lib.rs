@@ -87,7 +87,13 @@ pub fn decode_message(msg: Bytes, ctx: &DecodeContext) -> Map<String, Value> {
         Ok(decoded) => {
             let mut line = json::message(&decoded.message, len);
             // The most severe error decides the action; all of them are listed when several.
-            if let Some(worst) = decoded.errors.iter().max_by_key(|e| e.action.severity()) {
+            // `max_by_key` keeps the last of equals: iterate backwards to report the first.
+            if let Some(worst) = decoded
+                .errors
+                .iter()
+                .rev()
+                .max_by_key(|e| e.action.severity())
+            {
                 line.insert("error".into(), json::error(worst));
                 if decoded.errors.len() > 1 {
                     let all: Vec<Value> = decoded.errors.iter().map(json::error).collect();

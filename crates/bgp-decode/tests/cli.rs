@@ -723,3 +723,25 @@ fn unreadable_files_fail_cleanly() {
     assert_eq!(code, 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn missing_well_known_attributes_list_every_error_and_report_the_first() {
+    let hex = update(&[], &[], &NLRI_10_99_1);
+    let (code, lines) = run(&[&hex], None);
+    assert_eq!(code, 1);
+    let l = &lines[0];
+    assert_eq!(l["error"]["action"], "treat-as-withdraw");
+    assert_eq!(l["error"]["subcode_name"], "Missing Well-known Attribute");
+    assert_eq!(
+        l["error"]["data"], "01",
+        "ORIGIN (type 1) is reported first"
+    );
+    let all: Vec<&str> = l["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(all, ["01", "02", "03"]);
+    assert_eq!(strs(&l["error"]["withdraw"]), ["10.99.1.0/24"]);
+}
