@@ -355,6 +355,8 @@ struct PeerState {
     group: Option<u32>,
     stale: Option<(Instant, StalePhase)>,
     paths: usize,
+    /// Families whose End-of-RIB arrived on the current session.
+    eor: Vec<Family>,
 }
 
 impl PeerState {
@@ -478,6 +480,9 @@ struct Core {
     groups: Vec<Option<Group>>,
     igp: HashMap<IpAddr, u32>,
     requests: Vec<Request>,
+    /// Restarting speaker (RFC 4724 §4.1): outputs are held until this deadline or until
+    /// every GR-capable peer that is up has sent End-of-RIB for all its families.
+    deferral: Option<Instant>,
 }
 
 /// Best path and ECMP set of a destination, to detect changes.
@@ -1123,6 +1128,7 @@ impl Rib {
             groups: Vec::new(),
             igp: HashMap::new(),
             requests: Vec::new(),
+            deferral: None,
         };
         core.peers.resize_with(usize::from(FIRST_PEER), || None);
         Rib {
@@ -1166,6 +1172,7 @@ impl Rib {
             group: None,
             stale: None,
             paths: 0,
+            eor: Vec::new(),
         };
         if slot == self.core.peers.len() {
             self.core.peers.push(Some(st));
@@ -1226,6 +1233,7 @@ impl Rib {
         let purge_stale = ps.stale.is_some() && !session.gr_forwarding_preserved;
         ps.session = Some(session.clone());
         ps.last = Some(session.clone());
+        ps.eor.clear();
         if let Some(s) = self.core.sources.get_mut(usize::from(peer.0)) {
             s.router_id = session.router_id;
         }
@@ -1365,8 +1373,11 @@ impl Rib {
     /// End-of-RIB from `peer` for `family` (RFC 4724 §4.2): its stale paths of that family
     /// are purged.
     pub fn end_of_rib(&mut self, peer: PeerId, family: Family) {
-        if self.core.peer(peer).is_none() {
+        let Some(ps) = self.core.peer_mut(peer) else {
             return;
+        };
+        if !ps.eor.contains(&family) {
+            ps.eor.push(family);
         }
         if family == Family::IPV4_UNICAST {
             purge(&mut self.core, &mut self.v4, peer.0, true);
@@ -1436,19 +1447,48 @@ impl Rib {
 
     // ----- time -----
 
-    /// When [`tick`](Self::tick) next has work (the earliest stale deadline).
+    /// This speaker has just restarted with forwarding state preserved (RFC 4724 §4.1):
+    /// route selection results are not handed out ([`poll_updates`](Self::poll_updates) and
+    /// [`poll_fib`](Self::poll_fib) return nothing; changes accumulate per prefix) until
+    /// every configured peer is up and each GR-capable one has sent End-of-RIB for each of
+    /// its families, or until `deadline` (the selection-deferral timer).
+    pub fn defer_selection_until(&mut self, deadline: Instant) {
+        self.core.deferral = Some(deadline);
+    }
+
+    /// True while selection is deferred.
+    pub fn deferring(&mut self) -> bool {
+        if self.core.deferral.is_none() {
+            return false;
+        }
+        let waiting = self.core.peers.iter().flatten().any(|p| match &p.session {
+            Some(s) => s.gr_restart_time.is_some() && s.families.iter().any(|f| !p.eor.contains(f)),
+            // Not re-established yet: it may be GR-capable; the deferral timer bounds the wait.
+            None => true,
+        });
+        if !waiting {
+            self.core.deferral = None;
+        }
+        waiting
+    }
+
+    /// When [`tick`](Self::tick) next has work (the earliest stale or deferral deadline).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.core
             .peers
             .iter()
             .flatten()
             .filter_map(|p| p.stale.map(|(t, _)| t))
+            .chain(self.core.deferral)
             .min()
     }
 
     /// Advances time: graceful-restart deadlines that have passed purge stale paths or turn
     /// them long-lived stale (RFC 4724 §4.2, RFC 9494 §4.2).
     pub fn tick(&mut self, now: Instant) {
+        if self.core.deferral.is_some_and(|d| d <= now) {
+            self.core.deferral = None;
+        }
         let due: Vec<(PeerId, Instant, StalePhase)> = self
             .core
             .peers
@@ -1487,6 +1527,9 @@ impl Rib {
     /// table size, not by the update rate.
     pub fn poll_updates(&mut self) -> Vec<OutUpdate> {
         let mut outs = Vec::new();
+        if self.deferring() {
+            return outs;
+        }
         for g in 0..self.core.groups.len() {
             let Some(Some(group)) = self.core.groups.get_mut(g) else {
                 continue;
@@ -1539,6 +1582,9 @@ impl Rib {
     /// Kernel changes (latest state per prefix, sorted by prefix).
     pub fn poll_fib(&mut self) -> Vec<FibChange> {
         let mut out = Vec::new();
+        if self.deferring() {
+            return out;
+        }
         fib_drain(&self.core, &mut self.v4, &mut out);
         fib_drain(&self.core, &mut self.v6, &mut out);
         out

@@ -833,3 +833,43 @@ fn wire_updates_with_mp_reach() {
     assert!(rib.is_empty());
     assert_eq!(rib.attribute_sets(), 0);
 }
+
+#[test]
+fn restarting_speaker_defers_selection_until_end_of_rib_or_deadline() {
+    let t0 = Instant::now();
+    let mut c = cfg();
+    c.kernel_policy = Some("all".into());
+    let mut rib = Rib::new(c);
+    rib.defer_selection_until(t0 + Duration::from_secs(360));
+    let a = up(&mut rib, "10.0.0.2", 65001, |_, s| {
+        s.gr_restart_time = Some(Duration::from_secs(120));
+        s.families = vec![Family::IPV4_UNICAST];
+    });
+    let b = up(&mut rib, "10.0.0.3", 65002, |_, s| {
+        s.gr_restart_time = Some(Duration::from_secs(120));
+        s.families = vec![Family::IPV4_UNICAST];
+    });
+    rib.announce(a, attrs(&[65001], "10.0.0.2"), &[nl("10.1.0.0/16")]);
+    rib.end_of_rib(a, Family::IPV4_UNICAST);
+    assert!(
+        rib.poll_updates().is_empty() && rib.poll_fib().is_empty(),
+        "b has not sent End-of-RIB"
+    );
+    assert_eq!(rib.poll_timeout(), Some(t0 + Duration::from_secs(360)));
+    rib.end_of_rib(b, Family::IPV4_UNICAST);
+    assert_eq!(rib.poll_fib().len(), 1);
+    assert!(view(&rib.poll_updates(), b).contains_key(&nl("10.1.0.0/16")));
+
+    // The deferral timer releases it too.
+    let mut rib = Rib::new(cfg());
+    rib.defer_selection_until(t0 + Duration::from_secs(5));
+    let a = up(&mut rib, "10.0.0.2", 65001, |_, s| {
+        s.gr_restart_time = Some(Duration::from_secs(120))
+    });
+    let n = up(&mut rib, "10.0.2.1", 64512, plain);
+    rib.announce(a, attrs(&[65001], "10.0.0.2"), &[nl("10.1.0.0/16")]);
+    rib.tick(t0 + Duration::from_secs(4));
+    assert!(rib.poll_updates().is_empty());
+    rib.tick(t0 + Duration::from_secs(5));
+    assert!(view(&rib.poll_updates(), n).contains_key(&nl("10.1.0.0/16")));
+}
