@@ -397,7 +397,7 @@ ctl in_ns bird16 birdc -s "$RUN/bird16.ctl" \
 # birdc joins its arguments: the message must reach it quoted.
 ctl bird2c 'disable bird16v6 "bird2: moving bird16v6 to a new router"'
 ctl bird2c 'disable exabgp "bird2: exabgp session retired"'
-ctl in_ns gobgp gobgp neighbor fd00:99::2 disable --reason "gobgp: planned shutdown"
+ctl in_ns gobgp gobgp neighbor fd00:99::2 shutdown --reason "gobgp: planned shutdown"
 ctl vty -c 'configure terminal' -c 'router bgp 65004' \
   -c 'neighbor 10.99.0.2 shutdown message frr: link maintenance'
 sleep 3
@@ -448,8 +448,8 @@ exabgp (AS 65005): 10.99.50.0/24 (MED 50, path 65005 4200000050, community 65005
   10.99.51.0/24 (unknown optional transitive attribute 0x63), 10.99.77.0/24,
   fd00:99:50::/48 (community 65005:60).
 Shutdown communications (RFC 9003): "bird16: maintenance window", "bird2: moving bird16v6 to
-  a new router", "bird2: exabgp session retired", "frr: link maintenance"; GoBGP 3.10 sends its
-  administrative shutdown without the text it was given.
+  a new router", "bird2: exabgp session retired", "gobgp: planned shutdown" (GoBGP sends the
+  text with `shutdown --reason`, not with `disable`), "frr: link maintenance".
 EOF
 du -sh "$OUT"
 log "done"

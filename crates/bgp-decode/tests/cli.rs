@@ -302,6 +302,7 @@ fn gobgp_ibgp_local_pref_add_path_and_withdrawals() {
     assert_eq!(cease["code_name"], "Cease");
     assert_eq!(cease["subcode"], 2);
     assert_eq!(cease["subcode_name"], "Administrative Shutdown");
+    assert_eq!(cease["shutdown_communication"], "gobgp: planned shutdown");
 }
 
 #[test]
