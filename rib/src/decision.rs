@@ -1,6 +1,6 @@
 //! The decision process: RFC 4271 §9.1.2.2 with the usual extensions.
 //!
-//! [`select`] runs the RFC's *elimination* form: each step removes from the candidate set the
+//! [`Decision::select`] runs the RFC's *elimination* form: each step removes from the candidate set the
 //! paths that lose on one criterion, so the result depends only on the set of paths, never
 //! on their arrival order (this is what "deterministic MED" buys on implementations that
 //! compare pairwise). Steps, in order:
@@ -68,7 +68,7 @@ impl Default for Options {
     }
 }
 
-/// Everything [`select`] needs besides the paths.
+/// Everything [`Decision::select`] needs besides the paths.
 pub struct Decision<'a> {
     /// Attribute store.
     pub interner: &'a Interner,

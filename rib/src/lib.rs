@@ -27,6 +27,35 @@
 //!   ◄── poll_requests(): Vec<Request>  ROUTE-REFRESH to send after an import change
 //! ```
 //!
+//! A restarting speaker calls `defer_selection_until(deadline)` first (RFC 4724 §4.1): the
+//! outputs stay empty until every peer is back and each GR-capable one has sent End-of-RIB,
+//! or until the deadline.
+//!
+//! ```
+//! use std::net::{IpAddr, Ipv4Addr};
+//! use bgp_wire::{AsPath, Nlri, Origin, PathAttributes};
+//! use rib::{PeerConfig, Rib, RibConfig, Session, Target};
+//!
+//! let me = Ipv4Addr::new(10, 0, 0, 1);
+//! let mut rib = Rib::new(RibConfig::new(me, 64512));
+//! let tor = rib.add_peer(PeerConfig::new("10.0.0.254".parse().unwrap(), 65000)).unwrap();
+//! let node = rib.add_peer(PeerConfig::new("10.0.0.2".parse().unwrap(), 64512)).unwrap();
+//! for (p, id) in [(tor, "10.0.0.254"), (node, "10.0.0.2")] {
+//!     rib.peer_up(p, Session::new(id.parse().unwrap(), IpAddr::V4(me))).unwrap();
+//! }
+//! rib.poll_updates(); // initial (empty) tables and End-of-RIB
+//! let attrs = PathAttributes {
+//!     origin: Some(Origin::Igp),
+//!     as_path: Some(AsPath::from_sequence(&[65000])),
+//!     next_hop: Some("10.0.0.254".parse().unwrap()),
+//!     ..Default::default()
+//! };
+//! rib.announce(tor, attrs, &[Nlri::new("0.0.0.0/0".parse().unwrap())]);
+//! let out = rib.poll_updates();
+//! let to_node = out.iter().find(|u| matches!(&u.target, Target::Group { members, .. } if members.contains(&node))).unwrap();
+//! assert_eq!(to_node.announce[0].attrs.bgp.local_pref, Some(100)); // iBGP gets LOCAL_PREF
+//! ```
+//!
 //! Nothing is queued per message: each update group and the FIB keep a *set of changed
 //! prefixes*; the state sent is computed when polled (latest state wins), so a slow consumer
 //! costs at most one entry per prefix.
