@@ -1269,22 +1269,25 @@ impl Rib {
         self.drop_pre(peer);
         match gr {
             Some((restart, llgr)) => {
-                // A second failure during restart: keep the already-stale set and deadline.
-                let already = self.core.peer(peer).and_then(|p| p.stale);
-                if already.is_none() {
-                    mark_stale(&mut self.v4, peer.0);
-                    mark_stale(&mut self.v6, peer.0);
-                    if restart.is_zero() {
+                // Every path of the peer is stale now, also those it re-sent on a session
+                // that failed again before End-of-RIB; that second failure keeps the
+                // running deadline and phase.
+                mark_stale(&mut self.v4, peer.0);
+                mark_stale(&mut self.v6, peer.0);
+                let phase = match self.core.peer(peer).and_then(|p| p.stale) {
+                    Some((deadline, phase)) => Some((deadline, phase)),
+                    None if restart.is_zero() => {
                         // RFC 9494 §4.2: no GR time → straight to long-lived staleness.
-                        enter_llgr(&mut self.core, &mut self.v4, peer.0);
-                        enter_llgr(&mut self.core, &mut self.v6, peer.0);
-                        let t = llgr.unwrap_or_default();
-                        if let Some(ps) = self.core.peer_mut(peer) {
-                            ps.stale = Some((now + t, StalePhase::Llgr));
-                        }
-                    } else if let Some(ps) = self.core.peer_mut(peer) {
-                        ps.stale = Some((now + restart, StalePhase::Gr));
+                        Some((now + llgr.unwrap_or_default(), StalePhase::Llgr))
                     }
+                    None => Some((now + restart, StalePhase::Gr)),
+                };
+                if let Some((_, StalePhase::Llgr)) = phase {
+                    enter_llgr(&mut self.core, &mut self.v4, peer.0);
+                    enter_llgr(&mut self.core, &mut self.v6, peer.0);
+                }
+                if let Some(ps) = self.core.peer_mut(peer) {
+                    ps.stale = phase;
                 }
             }
             None => {

@@ -729,8 +729,16 @@ fn graceful_restart_helper() {
         Some(&None)
     );
 
-    // Deadline: purged exactly then.
+    // Deadline: purged exactly then — also paths re-sent on a session that failed again
+    // before its End-of-RIB (the first deadline keeps running).
     rib.peer_down(a, t0, Down::Graceful).unwrap();
+    let mut s = rib::Session::new(ip4("10.0.0.2"), ip(ME));
+    s.gr_restart_time = Some(Duration::from_secs(120));
+    rib.peer_up(a, s).unwrap();
+    rib.announce(a, attrs(&[65001], "10.0.0.2"), &[nl("10.5.0.0/16")]);
+    rib.peer_down(a, t0 + Duration::from_secs(60), Down::Graceful)
+        .unwrap();
+    assert!(rib.best(pfx("10.5.0.0/16")).unwrap().stale);
     rib.tick(t0 + Duration::from_secs(119));
     assert!(rib.best(pfx("10.1.0.0/16")).is_some());
     rib.tick(t0 + Duration::from_secs(120));
