@@ -6,7 +6,7 @@
 //! * `decode_as2`: the same, so 2-octet sessions' AS_TRANS/AS4_PATH messages are in;
 //! * `roundtrip`: a context selector byte (bit 0: 2-octet AS, bit 1/2: ADD-PATH IPv4/IPv6,
 //!   bit 3: extended messages), as negotiated by the OPENs of that session, then the message;
-//! * `pcap`: the capture files themselves.
+//! * `pcap`: the first packets of each capture file.
 //!
 //! Usage: `fuzz-seeds CAPTURES_DIR SEEDS_DIR` (run by `tests/captures/capture.sh`).
 
@@ -25,6 +25,9 @@ const DECODE_TARGETS: [&str; 4] = [
     "decode_add_path",
     "decode_extended",
 ];
+
+/// Packets kept from each capture for the `pcap` target.
+const PCAP_SEED_RECORDS: usize = 24;
 
 /// Longest stream kept whole as a seed.
 const MAX_STREAM_SEED: usize = 1024;
@@ -51,7 +54,9 @@ fn main() -> anyhow::Result<()> {
     let mut count = 0;
     for pcap in &pcaps {
         let file = std::fs::read(pcap)?;
-        write_seed(&seeds.join("pcap"), &file)?;
+        // The opening packets of each capture (handshakes, OPENs, first UPDATEs): whole
+        // captures of tens of kilobytes would slow every fuzz iteration down.
+        write_seed(&seeds.join("pcap"), head_of_pcap(&file, PCAP_SEED_RECORDS))?;
         let streams = capture_streams(&file)?;
         let opens: HashMap<&str, Open> = streams
             .iter()
@@ -114,6 +119,26 @@ fn first_open(data: &[u8]) -> Option<Open> {
         },
         Err(_) => None,
     }
+}
+
+/// A classic pcap file cut after `records` packets (tcpdump writes little-endian files;
+/// anything else is returned whole).
+fn head_of_pcap(file: &[u8], records: usize) -> &[u8] {
+    if file.get(..4) != Some(&[0xd4, 0xc3, 0xb2, 0xa1][..]) {
+        return file;
+    }
+    let mut at = 24;
+    for _ in 0..records {
+        let Some(len) = file.get(at + 8..at + 12) else {
+            break;
+        };
+        let incl = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if at + 16 + incl > file.len() {
+            break;
+        }
+        at += 16 + incl;
+    }
+    &file[..at.min(file.len())]
 }
 
 /// Writes `data` under its content hash (duplicates collapse).

@@ -207,13 +207,18 @@ fn ipv4(ip: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
     let total = usize::from(read_u16(ip, 2, false)?);
     let frag = read_u16(ip, 6, false)?;
     // More-fragments set or a non-zero offset: not a whole TCP segment.
-    if frag & 0x3fff != 0 || *ip.get(9)? != 6 || total < ihl {
+    if frag & 0x3fff != 0 || *ip.get(9)? != 6 || (total != 0 && total < ihl) {
         return None;
     }
     let src = Ipv4Addr::from(read_u32(ip, 12, false)?);
     let dst = Ipv4Addr::from(read_u32(ip, 16, false)?);
-    // Ethernet may pad short frames: the IP total length is authoritative.
-    let end = total.min(ip.len());
+    // Ethernet may pad short frames: the IP total length is authoritative, except that a
+    // GSO/BIG TCP packet captured before segmentation carries 0 there (the frame is all).
+    let end = if total == 0 {
+        ip.len()
+    } else {
+        total.min(ip.len())
+    };
     Some((src.into(), dst.into(), ip.get(ihl..end)?))
 }
 
@@ -226,7 +231,12 @@ fn ipv6(ip: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
     let mut next = *ip.get(6)?;
     let src: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
     let dst: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-    let end = (40 + payload_len).min(ip.len());
+    // Payload length 0: a jumbogram (RFC 2675) or BIG TCP packet; the frame is all of it.
+    let end = if payload_len == 0 {
+        ip.len()
+    } else {
+        (40 + payload_len).min(ip.len())
+    };
     let mut at = 40;
     // At most a handful of extension headers exist in practice; the bound keeps it linear.
     for _ in 0..8 {
@@ -364,6 +374,45 @@ mod tests {
         let frames = frames(&file).unwrap();
         assert_eq!(frames.len(), 1);
         assert_eq!(bgp_segment(frames[0]).unwrap().payload, b"xy");
+    }
+
+    #[test]
+    fn ipv4_total_length_zero_means_the_whole_frame() {
+        let mut f = tcp_ipv4_frame(b"abc");
+        f[16] = 0;
+        f[17] = 0;
+        let seg = bgp_segment(Frame {
+            link_type: 1,
+            data: &f[..f.len() - 6],
+        })
+        .unwrap();
+        assert_eq!(seg.payload, b"abc");
+    }
+
+    #[test]
+    fn ipv6_over_linux_cooked_capture() {
+        let mut f = vec![0u8; 20];
+        f[0..2].copy_from_slice(&0x86ddu16.to_be_bytes());
+        let mut ip = vec![0x60, 0, 0, 0, 0, 22, 6, 64];
+        ip.extend_from_slice(&"fd00:99::1".parse::<Ipv6Addr>().unwrap().octets());
+        ip.extend_from_slice(&"fd00:99::2".parse::<Ipv6Addr>().unwrap().octets());
+        f.extend_from_slice(&ip);
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&179u16.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = TCP_SYN;
+        f.extend_from_slice(&tcp);
+        f.extend_from_slice(b"hi");
+        let seg = bgp_segment(Frame {
+            link_type: 276,
+            data: &f,
+        })
+        .unwrap();
+        assert_eq!(seg.src.to_string(), "[fd00:99::1]:40000");
+        assert_eq!(seg.dst.to_string(), "[fd00:99::2]:179");
+        assert!(seg.syn);
+        assert_eq!(seg.payload, b"hi");
     }
 
     #[test]
