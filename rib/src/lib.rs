@@ -87,6 +87,8 @@
 //! deadline, or LLGR (LLGR_STALE added, least preferred, exported to LLGR peers only,
 //! NO_LLGR paths dropped).
 
+#![forbid(unsafe_code)]
+
 pub mod attrs;
 pub mod decision;
 pub mod key;
