@@ -151,6 +151,8 @@ struct Tern {
     states: Vec<State>,
     /// Why each state change happened, for failure messages.
     reasons: Vec<String>,
+    /// NLRI announcements received so far (re-announcements included).
+    announcements: usize,
     /// Collisions resolved: who opened the connection that was kept.
     collisions: Vec<Direction>,
 }
@@ -178,6 +180,7 @@ impl Tern {
             states: Vec::new(),
             reasons: Vec::new(),
             collisions: Vec::new(),
+            announcements: 0,
         }
     }
 
@@ -206,6 +209,7 @@ impl Tern {
                         }
                         for n in u.announced() {
                             self.rib.insert(*n);
+                            self.announcements += 1;
                         }
                     }
                 }
@@ -370,6 +374,17 @@ fn routes_each_way_and_shutdown(
                 .filter(|n| *n >= count)
         });
         assert!(daemon.established(&tern_ip));
+        // ROUTE-REFRESH (RFC 2918): the daemon sends its routes again.
+        let family = if v6 {
+            Family::IPV6_UNICAST
+        } else {
+            Family::IPV4_UNICAST
+        };
+        let before = tern.announcements;
+        tern.command(Command::RouteRefresh(family));
+        tern.until("the routes again after ROUTE-REFRESH", WAIT, |t| {
+            (t.announcements >= before + count as usize).then_some(())
+        });
         tern.command(Command::Stop {
             subcode: CeaseSubcode::AdministrativeShutdown,
             message: msg.clone(),
