@@ -59,6 +59,9 @@ if [[ $DAEMON == ternd ]]; then
     (cd "$ROOT" && cargo build --release -q -p tern --bin ternd)
     TERND=$TARGET/release/ternd
     [[ -x $TERND ]] || die "no ternd at $TERND"
+    # The control socket (BIRD's CLI protocol) goes under the demo's temporary folder.
+    TERND_SOCKET_FLAG=()
+    "$TERND" --help | grep -q -- --control-socket && TERND_SOCKET_FLAG=(--control-socket=)
 else
     command -v bird >/dev/null || die "--daemon bird needs BIRD 1.6 (apt-get install bird)"
     command -v birdc >/dev/null || die "--daemon bird needs birdc"
@@ -217,7 +220,7 @@ for n in "${NODES[@]}"; do
     mkdir -p "$D"
     if [[ $DAEMON == ternd ]]; then
         ip netns exec "$N" env NODENAME="$n" "$TERND" --datastore file --config-dir "$DATASTORE" \
-            --control-socket "$D/bird.ctl" >"$D/daemon.log" 2>&1 &
+            "${TERND_SOCKET_FLAG[@]/%/$D/bird.ctl}" >"$D/daemon.log" 2>&1 &
     else
         bird_config "$n" >"$D/bird.cfg"
         ip netns exec "$N" bird -f -c "$D/bird.cfg" -s "$D/bird.ctl" >"$D/daemon.log" 2>&1 &
@@ -254,7 +257,9 @@ echo "converged after $((SECONDS - start)) s"
 peers() {
     local n=$1 D=$WORK/$1
     # Both daemons answer BIRD's CLI protocol on their control socket.
-    if command -v birdc >/dev/null; then
+    if [[ ! -S $D/bird.ctl ]]; then
+        echo "(no control socket)"
+    elif command -v birdc >/dev/null; then
         birdc -s "$D/bird.ctl" show protocols | grep -E '^(name|Mesh_)'
     else
         echo "(install bird to read the peer list with birdc)"
