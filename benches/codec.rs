@@ -3,6 +3,10 @@
 //! transfer looks: a few to a few hundred prefixes per attribute set).
 //!
 //! `cargo bench -p tern-benches --bench codec`  (the README reports ns/prefix = time / prefixes)
+//!
+//! Time is the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall
+//! time: the development machine has 2 cores shared with other builds, and waiting for a core
+//! is not codec time. `CODEC_BENCH_WALL=1` measures wall time instead.
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
@@ -12,7 +16,95 @@ use bgp_wire::{
     Message, Nlri, Origin, PathAttributes, Prefix, Update, UpdatePacker, frame,
 };
 use bytes::{Bytes, BytesMut};
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// CPU time of the calling thread, in nanoseconds; wall time when unavailable or asked for.
+struct CpuTime {
+    wall: bool,
+}
+
+impl CpuTime {
+    fn now(&self) -> u64 {
+        use nix::time::{ClockId, clock_gettime};
+        if !self.wall
+            && let Ok(t) = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        {
+            return t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64;
+        }
+        let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+        epoch.elapsed().as_nanos() as u64
+    }
+}
+
+static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+impl Measurement for CpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        self.now()
+    }
+    fn end(&self, start: u64) -> u64 {
+        self.now().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &NanosFormatter
+    }
+}
+
+/// Formats nanosecond values as ns/µs/ms/s and element throughputs per second.
+struct NanosFormatter;
+
+impl ValueFormatter for NanosFormatter {
+    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = if typical < 1e3 {
+            (1.0, "ns")
+        } else if typical < 1e6 {
+            (1e-3, "µs")
+        } else if typical < 1e9 {
+            (1e-6, "ms")
+        } else {
+            (1e-9, "s")
+        };
+        for v in values {
+            *v *= factor;
+        }
+        unit
+    }
+
+    fn scale_throughputs(&self, _typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let per = match t {
+            Throughput::Elements(n) | Throughput::Bytes(n) | Throughput::BytesDecimal(n) => {
+                *n as f64
+            }
+            _ => 1.0,
+        };
+        for v in values {
+            *v = per * 1e9 / *v / 1e6;
+        }
+        "M/s"
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn config() -> Criterion<CpuTime> {
+    let wall = std::env::var_os("CODEC_BENCH_WALL").is_some_and(|v| v == "1");
+    Criterion::default().with_measurement(CpuTime { wall })
+}
 
 /// A typical eBGP attribute set; `n` varies the AS path, MED and communities.
 fn attributes(n: u32) -> PathAttributes {
@@ -49,7 +141,7 @@ fn prefixes(start: u32, count: u32) -> Vec<Nlri> {
         .collect()
 }
 
-fn one_update(c: &mut Criterion) {
+fn one_update(c: &mut Criterion<CpuTime>) {
     // 1,000 prefixes do not fit 4096 octets with these attributes: extended messages.
     let ectx = EncodeContext {
         extended_messages: true,
@@ -92,7 +184,7 @@ fn one_update(c: &mut Criterion) {
 
 /// 100,000 prefixes in groups of 1..=200 sharing an attribute set, packed into as few
 /// standard (4096-octet) UPDATEs as each group allows.
-fn stream(c: &mut Criterion) {
+fn stream(c: &mut Criterion<CpuTime>) {
     const TOTAL: u32 = 100_000;
     let mut groups: Vec<(PathAttributes, Vec<Nlri>)> = Vec::new();
     let mut next = 0;
@@ -159,5 +251,9 @@ fn stream(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, one_update, stream);
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = one_update, stream
+}
 criterion_main!(benches);
