@@ -123,8 +123,22 @@ impl Paths {
     /// The smallest ADD-PATH send id (≥ 1) not used by any path.
     pub fn free_tx_id(&self) -> u32 {
         let s = self.as_slice();
-        (1..)
-            .find(|id| !s.iter().any(|p| p.tx_id == *id))
+        // With `len` paths one of 1..=len+1 is free. A bitmap keeps this linear: an ADD-PATH
+        // peer can put thousands of paths on one destination, and a scan per candidate id
+        // made every insertion quadratic.
+        let mut used = vec![false; s.len() + 1];
+        for p in s {
+            let slot = usize::try_from(p.tx_id)
+                .ok()
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| used.get_mut(i));
+            if let Some(slot) = slot {
+                *slot = true;
+            }
+        }
+        used.iter()
+            .position(|u| !u)
+            .and_then(|i| u32::try_from(i + 1).ok())
             .unwrap_or(u32::MAX)
     }
 }
@@ -132,6 +146,33 @@ impl Paths {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn path(tx_id: u32) -> Path {
+        let mut interner = crate::attrs::Interner::default();
+        Path {
+            attrs: interner.intern(crate::RouteAttrs::bgp(Default::default())),
+            rx_id: tx_id,
+            tx_id,
+            src: 3,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn free_tx_id_is_the_smallest_unused() {
+        let mut paths = Paths::One(path(1));
+        assert_eq!(paths.free_tx_id(), 2);
+        paths.push(path(3));
+        assert_eq!(paths.free_tx_id(), 2);
+        paths.push(path(2));
+        assert_eq!(paths.free_tx_id(), 4);
+        paths.push(path(u32::MAX));
+        assert_eq!(paths.free_tx_id(), 4);
+        let mut paths = Paths::One(path(7));
+        assert_eq!(paths.free_tx_id(), 1);
+        paths.push(path(1));
+        assert_eq!(paths.free_tx_id(), 2);
+    }
 
     #[test]
     fn sizes() {
