@@ -27,6 +27,7 @@
 //! neighbour AS (the outcome can depend on arrival order, as it does there).
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use bgp_wire::{Community, Origin};
@@ -200,15 +201,20 @@ impl Decision<'_> {
         keep_min(&mut set, |i| origin_rank(f[i].attrs.bgp.origin));
         // MED: drop a path when another in the set with the same neighbour AS (or any, with
         // always-compare) has a lower MED.
+        // The lowest MED per neighbour AS first, then one pass: linear, where comparing every
+        // pair was quadratic in the paths of a destination (thousands with ADD-PATH).
         if set.len() > 1 {
-            let snapshot = set.clone();
-            set.retain(|&i| {
-                !snapshot.iter().any(|&j| {
-                    f[j].med < f[i].med
-                        && (self.options.always_compare_med
-                            || f[j].neighbour_as == f[i].neighbour_as)
-                })
-            });
+            let group = |i: usize| {
+                (!self.options.always_compare_med)
+                    .then_some(f[i].neighbour_as)
+                    .flatten()
+            };
+            let mut lowest: HashMap<Option<u32>, u32> = HashMap::new();
+            for &i in &set {
+                let m = lowest.entry(group(i)).or_insert(f[i].med);
+                *m = (*m).min(f[i].med);
+            }
+            set.retain(|&i| lowest.get(&group(i)).is_none_or(|&m| f[i].med <= m));
         }
         keep_min(&mut set, |i| u8::from(f[i].src.ibgp && !f[i].src.local));
         keep_min(&mut set, |i| f[i].igp);
