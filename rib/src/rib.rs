@@ -1029,13 +1029,24 @@ fn refresh_key<K: FamilyKey>(
         prefix,
         path_id: (gk.add_path != AddPathSend::Off).then_some(tx),
     };
+    // Looked up by send id (unique per destination) in sorted copies: with ADD-PATH a
+    // destination can carry thousands of paths, and scanning for each one was quadratic.
+    let mut want_tx: Vec<u32> = want.iter().map(|w| w.tx).collect();
+    want_tx.sort_unstable();
+    let mut old_by_tx = old.clone();
+    old_by_tx.sort_unstable_by_key(|o| o.tx);
     for o in &old {
-        if !want.iter().any(|w| w.tx == o.tx) {
+        if want_tx.binary_search(&o.tx).is_err() {
             b.withdraw.push(nlri(o.tx));
         }
     }
     for w in &want {
-        if !old.contains(w) {
+        let unchanged = old_by_tx
+            .binary_search_by_key(&w.tx, |o| o.tx)
+            .ok()
+            .and_then(|i| old_by_tx.get(i))
+            .is_some_and(|o| o == w);
+        if !unchanged {
             b.announce(w.attrs, w.except, nlri(w.tx));
         }
     }

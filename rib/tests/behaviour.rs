@@ -413,6 +413,38 @@ fn add_path_receive_and_send() {
     );
 }
 
+/// A hostile ADD-PATH peer may put thousands of paths on one destination: each insertion
+/// must stay linear (send-id allocation and the MED step used to compare every pair, which
+/// made this test run for minutes), and the result must still be right.
+#[test]
+fn thousands_of_add_path_paths_on_one_destination() {
+    let mut rib = Rib::new(cfg());
+    let a = up(&mut rib, "10.0.0.2", 64512, |_, s| s.add_path_rx = true);
+    let all = up(&mut rib, "10.0.0.7", 65007, |_, s| {
+        s.add_path_tx = AddPathSend::All
+    });
+    let p = pfx("10.1.0.0/16");
+    const N: u32 = 2000;
+    for id in 1..=N {
+        let mut at = attrs(&[65001], "10.0.0.21");
+        // Two MEDs, so the MED step has work to do: odd ids lose.
+        at.med = Some(id % 2);
+        rib.announce(a, at, &[Nlri::with_path_id(p, id)]);
+    }
+    let routes = rib.routes(p);
+    assert_eq!(routes.len(), N as usize);
+    let mut tx: Vec<u32> = routes.iter().map(|r| r.tx_path_id).collect();
+    tx.sort_unstable();
+    assert_eq!(
+        tx,
+        (1..=N).collect::<Vec<_>>(),
+        "send ids are 1..=N, each once"
+    );
+    // MED 0 paths win; among them the lowest receive id.
+    assert_eq!(rib.best(p).unwrap().path_id, 2);
+    assert_eq!(view(&rib.poll_updates(), all).len(), N as usize);
+}
+
 // ===== export rules, route reflection =====
 
 #[test]
