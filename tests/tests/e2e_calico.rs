@@ -31,8 +31,9 @@ use controller::{NodeEnv, compute};
 use serde_json::Value;
 use tern_tests::{Daemon, Netns, TempDir, require_binary, require_root, run};
 
-/// How long a stage may take to converge (BIRD: connect delay 2 s, kernel scan 2 s).
-const CONVERGE: Duration = Duration::from_secs(60);
+/// How long a stage may take to converge (BIRD: connect delay 2 s, kernel scan 2 s; a
+/// collision or a loaded machine can add an error wait of 5 s or more).
+const CONVERGE: Duration = Duration::from_secs(90);
 
 /// One Calico node of the example cluster, as in `demo/calico/10-nodes.yaml`.
 struct NodeSpec {
