@@ -9,6 +9,7 @@
 #   --daemon bird   node daemon is BIRD 1.6 with the configuration confd renders for these
 #                   resources (the reference Tern replaces; needs `bird` and `birdc`)
 #   --keep          leave the topology up until Enter is pressed (explore with ip -n tdemo-n1 …)
+# Environment: TERND=PATH runs that ternd instead of building one (cargo build --release).
 #
 # Every address lives inside the namespaces tdemo-*; nothing is sent anywhere else.
 set -euo pipefail
@@ -21,7 +22,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --daemon) DAEMON=${2:?--daemon needs ternd or bird}; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "demo: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -54,10 +55,12 @@ if [[ ${#need_apt[@]} -gt 0 ]]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_apt[@]}" >/dev/null
 fi
 if [[ $DAEMON == ternd ]]; then
-    TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-    say "building ternd (cargo build --release)"
-    (cd "$ROOT" && cargo build --release -q -p tern --bin ternd)
-    TERND=$TARGET/release/ternd
+    # TERND=/path/to/ternd uses that binary instead of building one.
+    if [[ -z ${TERND:-} ]]; then
+        say "building ternd (cargo build --release)"
+        (cd "$ROOT" && cargo build --release -q -p tern --bin ternd)
+        TERND=${CARGO_TARGET_DIR:-$ROOT/target}/release/ternd
+    fi
     [[ -x $TERND ]] || die "no ternd at $TERND"
     # The control socket (BIRD's CLI protocol) goes under the demo's temporary folder.
     TERND_SOCKET_FLAG=()
