@@ -11,15 +11,20 @@
 //! an exponential back-off ([`KubeSync::on_error`]). A snapshot exists once every collection has
 //! been listed; every applied event yields a new consistent snapshot.
 //!
-//! The HTTP transport (the `kube` crate, kubeconfig and in-cluster credentials) is not part of
-//! this module.
+//! [`KubeDatastore`] drives it over HTTP with the `kube` crate's client (kubeconfig or in-cluster
+//! credentials): one list per collection for the snapshot, then one watch task per collection
+//! feeding a bounded channel.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Snapshot;
+use futures_util::io::AsyncBufReadExt;
+use futures_util::stream::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{Datastore, DatastoreError, Snapshot};
 use crate::model::Model;
 
 /// One watched collection.
@@ -317,6 +322,259 @@ fn object_key(v: &Value) -> (String, String) {
             .to_string()
     };
     (meta("namespace"), meta("name"))
+}
+
+// ===== the HTTP driver =====
+
+/// Capacity of the channel from the watch tasks (a full channel slows the watches down).
+const EVENT_QUEUE: usize = 1024;
+
+enum WatchMsg {
+    Line(Vec<u8>),
+    Ended,
+    Failed(String),
+}
+
+/// The `kubernetes` datastore over HTTP.
+pub struct KubeDatastore {
+    runtime: tokio::runtime::Runtime,
+    client: kube::Client,
+    what: String,
+    sync: KubeSync,
+    tx: mpsc::Sender<(usize, WatchMsg)>,
+    rx: mpsc::Receiver<(usize, WatchMsg)>,
+    tasks: Vec<Option<tokio::task::JoinHandle<()>>>,
+    /// Collections whose re-list failed, and when to try again.
+    relist_at: Vec<Option<std::time::Instant>>,
+}
+
+fn remote(what: &str, message: impl std::fmt::Display) -> DatastoreError {
+    DatastoreError::Remote {
+        what: what.to_string(),
+        message: message.to_string(),
+    }
+}
+
+async fn watch_task(
+    client: kube::Client,
+    index: usize,
+    path: String,
+    delay: Duration,
+    tx: mpsc::Sender<(usize, WatchMsg)>,
+) {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let req = match http::Request::get(&path).body(Vec::new()) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.send((index, WatchMsg::Failed(e.to_string()))).await;
+            return;
+        }
+    };
+    let body = match client.request_stream(req).await {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = tx.send((index, WatchMsg::Failed(e.to_string()))).await;
+            return;
+        }
+    };
+    let mut lines = Box::pin(body).lines();
+    while let Some(line) = lines.next().await {
+        let msg = match line {
+            Ok(l) if l.trim().is_empty() => continue,
+            Ok(l) => WatchMsg::Line(l.into_bytes()),
+            Err(e) => WatchMsg::Failed(e.to_string()),
+        };
+        let failed = matches!(msg, WatchMsg::Failed(_));
+        if tx.send((index, msg)).await.is_err() || failed {
+            return;
+        }
+    }
+    let _ = tx.send((index, WatchMsg::Ended)).await;
+}
+
+impl KubeDatastore {
+    /// A datastore using `client` (e.g. from `kube::Config::infer()` or `Config::new(url)`),
+    /// for a calico-node running in `namespace`.
+    pub fn new(
+        runtime: tokio::runtime::Runtime,
+        client: kube::Client,
+        what: &str,
+        namespace: &str,
+    ) -> KubeDatastore {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let sync = KubeSync::new(namespace);
+        let tasks = (0..sync.len()).map(|_| None).collect();
+        let relist_at = vec![None; sync.len()];
+        KubeDatastore {
+            runtime,
+            client,
+            what: what.to_string(),
+            sync,
+            tx,
+            rx,
+            tasks,
+            relist_at,
+        }
+    }
+
+    /// Connect with `KUBECONFIG` / `~/.kube/config` or in-cluster credentials.
+    pub fn infer(namespace: &str) -> Result<KubeDatastore, DatastoreError> {
+        let what = "kubernetes".to_string();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| remote(&what, e))?;
+        let client = runtime.block_on(async {
+            let config = kube::Config::infer().await.map_err(|e| remote(&what, e))?;
+            let url = config.cluster_url.to_string();
+            kube::Client::try_from(config)
+                .map(|c| (c, url))
+                .map_err(|e| remote(&what, e))
+        })?;
+        let what = format!("kubernetes {}", client.1);
+        Ok(KubeDatastore::new(runtime, client.0, &what, namespace))
+    }
+
+    /// Connect to an API server URL without credentials (tests, `kubectl proxy`).
+    pub fn with_url(url: &str, namespace: &str) -> Result<KubeDatastore, DatastoreError> {
+        let what = format!("kubernetes {url}");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| remote(&what, e))?;
+        let uri: http::Uri = url.parse().map_err(|e| remote(&what, e))?;
+        let client = {
+            let _guard = runtime.enter();
+            kube::Client::try_from(kube::Config::new(uri)).map_err(|e| remote(&what, e))?
+        };
+        Ok(KubeDatastore::new(runtime, client, &what, namespace))
+    }
+
+    fn list(&mut self, index: usize) -> Result<(), DatastoreError> {
+        let path = self.sync.path(index).unwrap_or_default().to_string();
+        let req = http::Request::get(&path)
+            .body(Vec::new())
+            .map_err(|e| remote(&self.what, e))?;
+        let client = self.client.clone();
+        let body = self
+            .runtime
+            .block_on(async move { client.request_text(req).await })
+            .map_err(|e| remote(&self.what, format!("{path}: {e}")))?;
+        self.sync
+            .apply_list(index, body.as_bytes())
+            .map_err(|e| remote(&self.what, e))
+    }
+
+    fn start_watch(&mut self, index: usize, delay: Duration) {
+        let Some(Request::Watch { path }) = self.sync.request(index) else {
+            return;
+        };
+        if let Some(Some(old)) = self.tasks.get_mut(index).map(Option::take) {
+            old.abort();
+        }
+        let task = self.runtime.spawn(watch_task(
+            self.client.clone(),
+            index,
+            path,
+            delay,
+            self.tx.clone(),
+        ));
+        if let Some(slot) = self.tasks.get_mut(index) {
+            *slot = Some(task);
+        }
+    }
+}
+
+impl Drop for KubeDatastore {
+    fn drop(&mut self) {
+        for t in self.tasks.iter_mut().filter_map(Option::take) {
+            t.abort();
+        }
+    }
+}
+
+impl Datastore for KubeDatastore {
+    fn snapshot(&mut self) -> Result<Snapshot, DatastoreError> {
+        for i in 0..self.sync.len() {
+            self.list(i)?;
+        }
+        for i in 0..self.sync.len() {
+            self.start_watch(i, Duration::ZERO);
+        }
+        self.sync
+            .snapshot()
+            .ok_or_else(|| remote(&self.what, "not every collection was listed"))
+    }
+
+    fn next_change(&mut self, timeout: Duration) -> Result<Option<Snapshot>, DatastoreError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let now = std::time::Instant::now();
+            // Re-lists that are due (after a 410 whose list failed).
+            for index in 0..self.relist_at.len() {
+                if self.relist_at[index].is_some_and(|t| t <= now) {
+                    self.relist_at[index] = None;
+                    if self.relist(index) {
+                        return Ok(self.sync.snapshot());
+                    }
+                }
+            }
+            let next_relist = self.relist_at.iter().flatten().min().copied();
+            let until = next_relist.map_or(deadline, |t| t.min(deadline));
+            if now >= deadline {
+                return Ok(None);
+            }
+            let left = until.saturating_duration_since(now);
+            let rx = &mut self.rx;
+            let Ok(Some((index, msg))) = self
+                .runtime
+                .block_on(async { tokio::time::timeout(left, rx.recv()).await })
+            else {
+                continue;
+            };
+            match msg {
+                WatchMsg::Line(line) => match self.sync.apply_watch_line(index, &line) {
+                    Ok(WatchOutcome::Changed) => return Ok(self.sync.snapshot()),
+                    Ok(WatchOutcome::Bookmark) => {}
+                    // 410 Gone: list again, then watch from the new resourceVersion.
+                    Ok(WatchOutcome::Expired) => {
+                        if self.relist(index) {
+                            return Ok(self.sync.snapshot());
+                        }
+                    }
+                    Err(e) => {
+                        let wait = self.sync.on_error(index);
+                        tracing::warn!(%e, ?wait, "bad watch event; watching again");
+                        self.start_watch(index, wait);
+                    }
+                },
+                // The server ends watches after a while: resume from the last resourceVersion.
+                WatchMsg::Ended => self.start_watch(index, Duration::ZERO),
+                WatchMsg::Failed(why) => {
+                    let wait = self.sync.on_error(index);
+                    tracing::warn!(collection = self.sync.path(index).unwrap_or("?"), %why, ?wait, "watch failed; retrying");
+                    self.start_watch(index, wait);
+                }
+            }
+        }
+    }
+}
+
+impl KubeDatastore {
+    /// List a collection again and resume watching; on failure, schedule a retry with back-off.
+    fn relist(&mut self, index: usize) -> bool {
+        if self.list(index).is_ok() {
+            self.start_watch(index, Duration::ZERO);
+            return true;
+        }
+        let wait = self.sync.on_error(index);
+        if let Some(slot) = self.relist_at.get_mut(index) {
+            *slot = Some(std::time::Instant::now() + wait);
+        }
+        false
+    }
 }
 
 #[cfg(test)]

@@ -180,3 +180,27 @@ fn unreachable_etcd_fails_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn unreachable_kubernetes_fails_clearly() {
+    let d = Dir::new("kubeconfig");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let kubeconfig = d.0.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let out = ternd()
+        .env("NODENAME", "kube-master")
+        .env("DATASTORE_TYPE", "kubernetes")
+        .env("KUBECONFIG", &kubeconfig)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kubernetes") && err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}

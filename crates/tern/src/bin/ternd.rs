@@ -2,7 +2,7 @@
 //!
 //! Today it has one mode: `--print-config` computes this node's desired configuration from the
 //! datastore, prints it as JSON and exits. Environment as calico-node sets it: `NODENAME`,
-//! `DATASTORE_TYPE`, `CALICO_ROUTER_ID`, `CALICO_ADVERTISE_CLUSTER_IPS`, `NAMESPACE`,
+//! `DATASTORE_TYPE`, `ETCD_ENDPOINTS`, `KUBECONFIG`, `CALICO_ROUTER_ID`, `CALICO_ADVERTISE_CLUSTER_IPS`, `NAMESPACE`,
 //! `CALICO_ENDPOINT_STATUS_PATH_PREFIX`.
 
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use controller::datastore::kubernetes::KubeDatastore;
 use controller::datastore::{Datastore, EtcdDatastore, FileDatastore};
 use controller::{NodeEnv, compute};
 
@@ -74,9 +75,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .context("reading the etcdv3 datastore")?
         }
         "kubernetes" => {
-            bail!(
-                "the kubernetes datastore is not available in this build of ternd; use file or etcdv3"
-            )
+            let namespace = env("NAMESPACE").unwrap_or_else(|| "kube-system".into());
+            KubeDatastore::infer(&namespace)?.snapshot().context("reading the kubernetes datastore")?
         }
         other => bail!("unknown datastore type {other:?} (expected file, etcdv3 or kubernetes)"),
     };
