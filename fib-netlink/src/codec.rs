@@ -116,9 +116,11 @@ pub(crate) fn messages(buf: &[u8]) -> impl Iterator<Item = (Header, &[u8])> {
     })
 }
 
-/// An `NLMSG_ERROR` payload: the errno (0 for an ack) and the extended-ack text, if any.
+/// An `NLMSG_ERROR` payload: the errno (positive; 0 for an ack) and the extended-ack text,
+/// if any.
 pub(crate) fn parse_error(h: &Header, payload: &[u8]) -> Option<(i32, Option<String>)> {
-    let code = i32::from_ne_bytes(payload.get(0..4)?.try_into().ok()?);
+    // The kernel sends `-errno`; negating `i32::MIN` would overflow, so saturate.
+    let errno = i32::from_ne_bytes(payload.get(0..4)?.try_into().ok()?).saturating_neg();
     let mut text = None;
     if h.flags & NLM_F_ACK_TLVS != 0 {
         // With NETLINK_CAP_ACK only the original header is echoed, then the TLVs.
@@ -140,7 +142,7 @@ pub(crate) fn parse_error(h: &Header, payload: &[u8]) -> Option<(i32, Option<Str
             at += (len + 3) & !3;
         }
     }
-    Some((code, text))
+    Some((errno, text))
 }
 
 // ===== requests =====
@@ -574,6 +576,23 @@ mod tests {
             new_route_message(&r, &mut none),
             Err(EncodeError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn error_payloads_give_positive_errnos_without_overflow() {
+        let h = Header {
+            len: 0,
+            kind: 2,
+            flags: 0,
+            seq: 1,
+            pid: 0,
+        };
+        let errno = |code: i32| parse_error(&h, &code.to_ne_bytes()).map(|e| e.0);
+        assert_eq!(errno(0), Some(0));
+        assert_eq!(errno(-libc::ENOENT), Some(libc::ENOENT));
+        // Not something a kernel sends, but it must not panic (overflow) either.
+        assert_eq!(errno(i32::MIN), Some(i32::MAX));
+        assert_eq!(parse_error(&h, &[0, 0]), None);
     }
 
     #[test]

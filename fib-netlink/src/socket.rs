@@ -269,11 +269,10 @@ impl RouteSocket {
                 let Some(&i) = batch.get(pos) else {
                     continue; // an answer to an older, abandoned batch
                 };
-                if let Some((code, message)) = codec::parse_error(&h, payload) {
-                    let errno = -code;
+                if let Some((errno, message)) = codec::parse_error(&h, payload) {
                     let gone = matches!(ops[i], RouteOp::Delete { .. })
                         && (errno == libc::ESRCH || errno == libc::ENOENT);
-                    if code != 0 && !gone {
+                    if errno != 0 && !gone {
                         results[i] = Err(RouteError::Kernel { errno, message });
                     }
                 }
@@ -327,8 +326,8 @@ impl RouteSocket {
                         NLMSG_DONE => break 'recv,
                         NLMSG_OVERRUN => return Err(io::Error::other("netlink dump overrun")),
                         NLMSG_ERROR => {
-                            let code = codec::parse_error(&h, payload).map_or(-libc::EIO, |c| c.0);
-                            return Err(io::Error::from_raw_os_error(-code));
+                            let errno = codec::parse_error(&h, payload).map_or(libc::EIO, |c| c.0);
+                            return Err(io::Error::from_raw_os_error(errno));
                         }
                         k => {
                             if let Some(m) = codec::decode(k, payload) {
