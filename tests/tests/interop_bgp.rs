@@ -151,6 +151,8 @@ struct Tern {
     states: Vec<State>,
     /// Why each state change happened, for failure messages.
     reasons: Vec<String>,
+    /// How many times the session became Established.
+    establishments: usize,
     /// NLRI announcements received so far (re-announcements included).
     announcements: usize,
     /// Collisions resolved: who opened the connection that was kept.
@@ -181,6 +183,7 @@ impl Tern {
             reasons: Vec::new(),
             collisions: Vec::new(),
             announcements: 0,
+            establishments: 0,
         }
     }
 
@@ -192,7 +195,10 @@ impl Tern {
     fn pump(&mut self) {
         while let Ok(ev) = self.peer.events.try_recv() {
             match ev {
-                SessionEvent::Established(n) => self.negotiated = Some(n),
+                SessionEvent::Established(n) => {
+                    self.negotiated = Some(n);
+                    self.establishments += 1;
+                }
                 SessionEvent::Down(r) => {
                     self.negotiated = None;
                     self.rib.clear();
@@ -485,6 +491,48 @@ fn gtsm(test: &str, kind: Kind) {
         });
         assert_eq!(reached, up, "{kind:?}, Tern GTSM {tern_gtsm}");
     }
+}
+
+/// Administrative reset: Cease / Administrative Reset with a message the daemon logs, then the
+/// session comes back by itself.
+fn admin_reset(test: &str, kind: Kind) {
+    if !prerequisites(test) {
+        return;
+    }
+    let lab = Lab::new();
+    let spec = PeerSpec::new(
+        "10.77.0.2",
+        PEER_AS,
+        IpAddr::V4(PEER_V4),
+        IpAddr::V4(TERN_V4),
+        TERN_AS,
+    );
+    let Some(daemon) = lab.start(test, kind, &spec, &[]) else {
+        return;
+    };
+    let config = session(PEER_AS, IpAddr::V4(PEER_V4));
+    let message = format!("{test}: policy changed");
+    lab.t.run_in(move || {
+        let mut tern = Tern::start(config, &listen_on(IpAddr::V4(TERN_V4)));
+        tern.established();
+        tern.command(Command::Reset {
+            message: message.clone(),
+        });
+        let reason = tern.down(WAIT);
+        let Reason::AdminStop(n) = reason else {
+            panic!("{reason:?}")
+        };
+        assert_eq!(n.shutdown_communication(), Some(message.as_str()));
+        tern.until("Established again", WAIT, |t| {
+            (t.establishments >= 2).then_some(())
+        });
+        wait_for("the daemon to log the reset message", WAIT, || {
+            daemon.log_text().contains(&message).then_some(())
+        });
+        wait_for("the daemon Established again", WAIT, || {
+            daemon.established(&IpAddr::V4(TERN_V4)).then_some(())
+        });
+    });
 }
 
 /// Freezing the daemon (SIGSTOP) makes Tern's hold timer expire: Down with 4/0 sent.
@@ -787,6 +835,7 @@ matrix! {
     bird16_ibgp_ipv4_tern_passive => routes_each_way_and_shutdown("bird16_ibgp_ipv4_passive", Kind::Bird16, false, true, true, 100);
     bird16_ebgp_ipv6_transport => routes_each_way_and_shutdown("bird16_ebgp_ipv6", Kind::Bird16, true, false, false, 100);
     bird16_md5_right_and_wrong_password => md5("bird16_md5", Kind::Bird16);
+    bird16_admin_reset_message_and_reconnect => admin_reset("bird16_reset", Kind::Bird16);
     bird16_gtsm_on_both_sides_and_refused_without => gtsm("bird16_gtsm", Kind::Bird16);
     bird16_hold_timer_expires_when_peer_is_frozen => hold_timer_expiry("bird16_hold", Kind::Bird16);
     bird16_graceful_restart_and_add_path => gr_and_add_path("bird16_gr_addpath", Kind::Bird16);
@@ -798,6 +847,7 @@ matrix! {
     bird2_ibgp_ipv4_tern_passive => routes_each_way_and_shutdown("bird2_ibgp_ipv4_passive", Kind::Bird2, false, true, true, 100);
     bird2_ebgp_ipv6_transport => routes_each_way_and_shutdown("bird2_ebgp_ipv6", Kind::Bird2, true, false, false, 100);
     bird2_md5_right_and_wrong_password => md5("bird2_md5", Kind::Bird2);
+    bird2_admin_reset_message_and_reconnect => admin_reset("bird2_reset", Kind::Bird2);
     bird2_extended_messages_3000_routes_in_one_update => extended_messages("bird2_extmsg", Kind::Bird2);
     bird2_gtsm_on_both_sides_and_refused_without => gtsm("bird2_gtsm", Kind::Bird2);
     bird2_hold_timer_expires_when_peer_is_frozen => hold_timer_expiry("bird2_hold", Kind::Bird2);
@@ -810,6 +860,7 @@ matrix! {
     gobgp_ibgp_ipv4_tern_passive => routes_each_way_and_shutdown("gobgp_ibgp_ipv4_passive", Kind::Gobgp, false, true, true, 100);
     gobgp_ebgp_ipv6_transport => routes_each_way_and_shutdown("gobgp_ebgp_ipv6", Kind::Gobgp, true, false, false, 100);
     gobgp_md5_right_and_wrong_password => md5("gobgp_md5", Kind::Gobgp);
+    gobgp_admin_reset_message_and_reconnect => admin_reset("gobgp_reset", Kind::Gobgp);
     gobgp_gtsm_on_both_sides_and_refused_without => gtsm("gobgp_gtsm", Kind::Gobgp);
     gobgp_hold_timer_expires_when_peer_is_frozen => hold_timer_expiry("gobgp_hold", Kind::Gobgp);
     gobgp_graceful_restart_and_add_path => gr_and_add_path("gobgp_gr_addpath", Kind::Gobgp);
@@ -820,6 +871,7 @@ matrix! {
     frr_ibgp_ipv4_tern_passive => routes_each_way_and_shutdown("frr_ibgp_ipv4_passive", Kind::Frr, false, true, true, 100);
     frr_ebgp_ipv6_transport => routes_each_way_and_shutdown("frr_ebgp_ipv6", Kind::Frr, true, false, false, 100);
     frr_md5_right_and_wrong_password => md5("frr_md5", Kind::Frr);
+    frr_admin_reset_message_and_reconnect => admin_reset("frr_reset", Kind::Frr);
     frr_extended_messages_3000_routes_in_one_update => extended_messages("frr_extmsg", Kind::Frr);
     frr_gtsm_on_both_sides_and_refused_without => gtsm("frr_gtsm", Kind::Frr);
     frr_hold_timer_expires_when_peer_is_frozen => hold_timer_expiry("frr_hold", Kind::Frr);
