@@ -9,7 +9,7 @@
 //! output is plain configuration data.
 //!
 //! Map: [`resources`] (serde types) → [`model`] (validated snapshot, problems per object) ←
-//! [`datastore`] (`file`, `etcd`, and the transport-free Kubernetes list+watch core) → [`compute()`] (confd's
+//! [`datastore`] (`file`, `etcd`, `kubernetes`) → [`compute()`] (confd's
 //! peer, filter and kernel rules) → `DesiredConfig`. [`selector`] parses Calico selectors,
 //! [`services`] computes service IP advertisement, [`endpoint_status`] reads Felix's
 //! local-workload peering files.
