@@ -184,7 +184,11 @@ fn unreachable_etcd_fails_clearly() {
 #[test]
 fn unreachable_kubernetes_fails_clearly() {
     let d = Dir::new("kubeconfig");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let kubeconfig = d.0.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -202,5 +206,8 @@ fn unreachable_kubernetes_fails_clearly() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("kubernetes") && err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains("kubernetes") && err.contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }

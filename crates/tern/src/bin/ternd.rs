@@ -76,7 +76,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         "kubernetes" => {
             let namespace = env("NAMESPACE").unwrap_or_else(|| "kube-system".into());
-            KubeDatastore::infer(&namespace)?.snapshot().context("reading the kubernetes datastore")?
+            KubeDatastore::infer(&namespace)?
+                .snapshot()
+                .context("reading the kubernetes datastore")?
         }
         other => bail!("unknown datastore type {other:?} (expected file, etcdv3 or kubernetes)"),
     };
