@@ -339,6 +339,12 @@ impl Core {
         }
         self.rib = Rib::new(rc);
         self.by_id.clear();
+        if let Some(f) = self.fib.as_mut() {
+            // The new RIB re-installs what is still wanted; the rest must go.
+            for (_, key) in f.installed.drain() {
+                f.handle.remove(key);
+            }
+        }
         for s in diff::static_routes(&new) {
             self.originate_static(&s);
         }

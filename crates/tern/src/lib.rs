@@ -5,3 +5,5 @@
 //! BIRD-compatible control socket and the Prometheus endpoint.
 //!
 //! **Must not know:** protocol details beyond what the speaker's API exposes.
+
+pub mod daemon;

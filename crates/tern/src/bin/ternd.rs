@@ -103,6 +103,10 @@ fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Without `--print-config`, ternd runs the daemon (crates/tern/src/daemon.rs).
+    if !tern::daemon::is_one_shot(&std::env::args().collect::<Vec<_>>()) {
+        return tern::daemon::main(tern::daemon::Role::Node);
+    }
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
