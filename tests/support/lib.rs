@@ -115,9 +115,15 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 pub fn unique_name(prefix: &str) -> String {
     let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id() % 100_000;
-    let name = format!("{prefix}{pid}x{n}");
-    assert!(name.len() <= 15, "name {name} too long for an interface");
-    name
+    let suffix = format!("{pid}x{n}");
+    // Interface names hold at most 15 bytes: shorten the prefix, never the unique part.
+    let keep = 15usize.saturating_sub(suffix.len());
+    let prefix: String = prefix
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(keep)
+        .collect();
+    format!("{prefix}{suffix}")
 }
 
 /// A network namespace that exists for the lifetime of this value.
@@ -355,6 +361,15 @@ impl Drop for TempDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unique_names_fit_an_interface_name_and_differ() {
+        let a = unique_name("a-very-long-prefix-for-a-test");
+        let b = unique_name("a-very-long-prefix-for-a-test");
+        assert!(a.len() <= 15, "{a} is longer than 15 bytes");
+        assert_ne!(a, b);
+        assert!(a.starts_with("averylong"), "{a} lost its prefix");
+    }
 
     #[test]
     fn two_namespaces_reach_each_other_over_veth() {
