@@ -123,6 +123,29 @@ fn v(f: Family) -> &'static str {
     }
 }
 
+/// The BGPFilters of a peer that have rules for this direction (`import`) and family, in the
+/// peer's order, and the name of the peer policy that calls them (one policy per distinct list).
+fn filter_calls<'a>(
+    filters: &'a [String],
+    present: &BTreeSet<(String, bool)>,
+    import: bool,
+    family: Family,
+) -> (Vec<&'a String>, String) {
+    let calls: Vec<&String> = filters
+        .iter()
+        .filter(|f| present.contains(&((*f).clone(), import)))
+        .collect();
+    let kind = if import { "import" } else { "export" };
+    let base = format!("calico_{kind}_{}", v(family).to_lowercase());
+    let name = if calls.is_empty() {
+        base
+    } else {
+        let list: Vec<&str> = calls.iter().map(|s| s.as_str()).collect();
+        format!("{base}({})", list.join(","))
+    };
+    (calls, name)
+}
+
 fn fam_of(ip: &IpAddr) -> Family {
     if ip.is_ipv4() {
         Family::Ipv4
@@ -679,23 +702,7 @@ impl PolicyBuilder {
         family: Family,
         nrp: u32,
     ) -> String {
-        let calls: Vec<&String> = filters
-            .iter()
-            .filter(|f| present.contains(&((*f).clone(), true)))
-            .collect();
-        let name = if calls.is_empty() {
-            format!("calico_import_{}", v(family).to_lowercase())
-        } else {
-            format!(
-                "calico_import_{}({})",
-                v(family).to_lowercase(),
-                calls
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
-        };
+        let (calls, name) = filter_calls(filters, present, true, family);
         if !self.policies.contains_key(&name) {
             let mut rules: Vec<Rule> = calls
                 .iter()
@@ -721,23 +728,7 @@ impl PolicyBuilder {
         family: Family,
         nrp: u32,
     ) -> String {
-        let calls: Vec<&String> = filters
-            .iter()
-            .filter(|f| present.contains(&((*f).clone(), false)))
-            .collect();
-        let name = if calls.is_empty() {
-            format!("calico_export_{}", v(family).to_lowercase())
-        } else {
-            format!(
-                "calico_export_{}({})",
-                v(family).to_lowercase(),
-                calls
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
-        };
+        let (calls, name) = filter_calls(filters, present, false, family);
         if !self.policies.contains_key(&name) {
             let bgp_lp = Match::All(vec![
                 Match::Source(RouteSource::Bgp),
