@@ -12,12 +12,14 @@
 //! [`datastore`] (`file`, `etcd`, `kubernetes`) → [`compute()`] (confd's
 //! peer, filter and kernel rules) → `DesiredConfig`. [`selector`] parses Calico selectors,
 //! [`services`] computes service IP advertisement, [`endpoint_status`] reads Felix's
-//! local-workload peering files.
+//! local-workload peering files, [`node_status`] holds the CalicoNodeStatus report (Calico's
+//! shape, no speaker types) and writes it back into each datastore.
 
 pub mod compute;
 pub mod datastore;
 pub mod endpoint_status;
 pub mod model;
+pub mod node_status;
 pub mod resources;
 pub mod selector;
 pub mod services;

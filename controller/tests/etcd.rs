@@ -297,3 +297,84 @@ fn unreachable_etcd_is_an_error() {
     let e = ds.snapshot().unwrap_err().to_string();
     assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
 }
+
+#[test]
+fn node_status_is_written_into_the_resources_key() {
+    use controller::node_status::*;
+    let Some(etcd) = start_etcd("node_status_is_written_into_the_resources_key") else {
+        return;
+    };
+    let mut w = Writer::new(&etcd.endpoint);
+    let key = "/calico/resources/v3/projectcalico.org/caliconodestatuses/s1";
+    let stored = serde_json::json!({
+        "kind": "CalicoNodeStatus", "apiVersion": "projectcalico.org/v3",
+        "metadata": {"name": "s1", "uid": "u-1", "creationTimestamp": "2026-11-23T17:00:00Z"},
+        "spec": {"node": "kube-master", "classes": ["BGP"], "updatePeriodSeconds": 5},
+    });
+    w.put(key, &stored.to_string());
+
+    let mut ds = EtcdDatastore::new(vec![etcd.endpoint.clone()]).unwrap();
+    let snap = ds.snapshot().unwrap();
+    let requests = requests_for(&snap.model, "kube-master");
+    assert_eq!(requests.len(), 1);
+    let resource = requests[0].clone();
+    assert!(Classes::from_spec(&resource.spec.classes).bgp);
+
+    let report = NodeStatusReport {
+        last_updated: "2026-11-23T17:30:00Z".into(),
+        bgp: Some(BgpStatus {
+            number_not_established_v6: 1,
+            peers_v6: vec![PeerStatus {
+                peer_ip: "fd00::2".into(),
+                peer_type: PeerType::NodePeer,
+                state: SessionState::Active,
+                since: "17:00:02".into(),
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(EtcdStatusStore::connect(vec![etcd.endpoint.clone()]))
+        .unwrap();
+    let store = StatusStore::Etcd(Box::new(store));
+    rt.block_on(store.write(&resource, &report)).unwrap();
+
+    let got = w.rt.block_on(w.client.get(key, None)).unwrap();
+    let v: Value = serde_json::from_slice(got.kvs()[0].value()).unwrap();
+    // Everything else is kept as it was; only the status is new.
+    let mut without_status = v.clone();
+    without_status.as_object_mut().unwrap().remove("status");
+    assert_eq!(without_status, stored);
+    let status: NodeStatusReport = serde_json::from_value(v["status"].clone()).unwrap();
+    assert_eq!(status, report);
+    assert_eq!(v["status"]["bgp"]["peersV6"][0]["type"], "NodePeer");
+
+    // The datastore sees the same resource (spec unchanged) after the write.
+    let next = ds.next_change(Duration::from_secs(10)).unwrap().unwrap();
+    assert_eq!(next.model.node_statuses["s1"], resource);
+
+    // A second write replaces the status.
+    let report2 = NodeStatusReport {
+        last_updated: "2026-11-23T17:30:05Z".into(),
+        ..report.clone()
+    };
+    rt.block_on(store.write(&resource, &report2)).unwrap();
+    let got = w.rt.block_on(w.client.get(key, None)).unwrap();
+    let v: Value = serde_json::from_slice(got.kvs()[0].value()).unwrap();
+    assert_eq!(v["status"]["lastUpdated"], "2026-11-23T17:30:05Z");
+
+    // A deleted resource is reported as gone, and nothing is recreated.
+    w.delete(key);
+    let err = rt.block_on(store.write(&resource, &report)).unwrap_err();
+    assert!(
+        matches!(err, StatusError::NotFound(ref n) if n == "s1"),
+        "{err}"
+    );
+    let got = w.rt.block_on(w.client.get(key, None)).unwrap();
+    assert!(got.kvs().is_empty());
+}

@@ -34,6 +34,8 @@ const PEERS_2: &str = r#"{"kind":"BGPPeerList","apiVersion":"crd.projectcalico.o
 const AFFINITIES: &str = r#"{"kind":"BlockAffinityList","apiVersion":"crd.projectcalico.org/v1","metadata":{"resourceVersion":"4"},"items":[
  {"metadata":{"name":"kube-master-192-168-221-64-26"},"spec":{"node":"kube-master","cidr":"192.168.221.64/26","state":"confirmed","type":"host","deleted":"false"}}]}"#;
 
+const NOT_FOUND: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"not found","reason":"NotFound","code":404}"#;
+
 struct Watch {
     lines: Vec<&'static str>,
     /// Keep the stream open afterwards (until the test ends).
@@ -44,7 +46,11 @@ struct Watch {
 struct Script {
     lists: BTreeMap<String, VecDeque<&'static str>>,
     watches: BTreeMap<String, VecDeque<Watch>>,
+    /// Answers to PUTs by path: status code and body (the last one repeats).
+    puts: BTreeMap<String, VecDeque<(u16, &'static str)>>,
     log: Vec<String>,
+    /// Every request with a body: method, target, body.
+    writes: Vec<(String, String, String)>,
 }
 
 struct Server {
@@ -65,12 +71,27 @@ fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>, stop: Arc<AtomicBool
     if reader.read_line(&mut request_line).is_err() {
         return;
     }
+    let mut content_length = 0usize;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
             break;
         }
+        if let Some((name, value)) = h.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            content_length = value.trim().parse().unwrap_or(0);
+        }
     }
+    let mut body = vec![0u8; content_length];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        return;
+    }
+    let method = request_line
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string();
     let target = request_line
         .split_whitespace()
         .nth(1)
@@ -79,6 +100,31 @@ fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>, stop: Arc<AtomicBool
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let mut s = script.lock().unwrap();
     s.log.push(target.clone());
+    if method != "GET" {
+        s.writes.push((
+            method.clone(),
+            target.clone(),
+            String::from_utf8_lossy(&body).to_string(),
+        ));
+        let (code, reply) = s
+            .puts
+            .get_mut(path)
+            .and_then(|q| {
+                if q.len() > 1 {
+                    q.pop_front()
+                } else {
+                    q.front().copied()
+                }
+            })
+            .unwrap_or((404, NOT_FOUND));
+        drop(s);
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+            reply.len()
+        );
+        return;
+    }
     if query.contains("watch=1") {
         let w = s.watches.get_mut(path).and_then(|q| {
             if q.len() > 1 {
@@ -253,4 +299,127 @@ fn unreachable_api_server_is_an_error() {
         KubeDatastore::with_url(&format!("http://127.0.0.1:{port}"), "kube-system").unwrap();
     let e = ds.snapshot().unwrap_err().to_string();
     assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+}
+
+const NODE_STATUSES: &str = r#"{"kind":"CalicoNodeStatusList","apiVersion":"crd.projectcalico.org/v1","metadata":{"resourceVersion":"30"},"items":[
+ {"apiVersion":"crd.projectcalico.org/v1","kind":"CalicoNodeStatus","metadata":{"name":"s1","resourceVersion":"30","uid":"u9"},
+  "spec":{"node":"kube-master","classes":["Agent","BGP"],"updatePeriodSeconds":10}},
+ {"apiVersion":"crd.projectcalico.org/v1","kind":"CalicoNodeStatus","metadata":{"name":"other","resourceVersion":"29"},
+  "spec":{"node":"kube-node-1","classes":["BGP"],"updatePeriodSeconds":10}}]}"#;
+
+const CONFLICT: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the object has been modified","reason":"Conflict","code":409}"#;
+
+const S1_NOW: &str = r#"{"apiVersion":"crd.projectcalico.org/v1","kind":"CalicoNodeStatus","metadata":{"name":"s1","resourceVersion":"31"},
+  "spec":{"node":"kube-master","classes":["Agent","BGP"],"updatePeriodSeconds":10}}"#;
+
+const S1_WRITTEN: &str = r#"{"apiVersion":"crd.projectcalico.org/v1","kind":"CalicoNodeStatus","metadata":{"name":"s1","resourceVersion":"32"},
+  "spec":{"node":"kube-master","classes":["Agent","BGP"],"updatePeriodSeconds":10},"status":{}}"#;
+
+#[test]
+fn node_status_is_put_to_the_status_subresource_with_a_conflict_retry() {
+    use controller::node_status::*;
+    let status_path = "/apis/crd.projectcalico.org/v1/caliconodestatuses/s1/status";
+    let mut script = Script::default();
+    script.lists.insert(
+        "/apis/crd.projectcalico.org/v1/caliconodestatuses".into(),
+        VecDeque::from([NODE_STATUSES]),
+    );
+    script.lists.insert(
+        "/apis/crd.projectcalico.org/v1/caliconodestatuses/s1".into(),
+        VecDeque::from([S1_NOW]),
+    );
+    script.puts.insert(
+        status_path.into(),
+        VecDeque::from([(409, CONFLICT), (200, S1_WRITTEN)]),
+    );
+    let server = start(script);
+
+    // The request comes from the datastore's snapshot, as the daemon sees it.
+    let mut ds = KubeDatastore::with_url(&server.url, "kube-system").unwrap();
+    let snap = ds.snapshot().unwrap();
+    let requests = requests_for(&snap.model, "kube-master");
+    assert_eq!(requests.len(), 1);
+    let resource = requests[0].clone();
+    assert_eq!(resource.metadata.resource_version.as_deref(), Some("30"));
+    drop(ds);
+
+    let report = NodeStatusReport {
+        last_updated: "2026-11-23T17:30:00Z".into(),
+        agent: Some(AgentStatus {
+            bird_v4: DaemonStatus {
+                state: DaemonState::Ready,
+                version: "v0.1.0+tern".into(),
+                router_id: "10.192.0.2".into(),
+                last_boot_time: "2026-11-23 17:00:00".into(),
+                last_reconfiguration_time: "2026-11-23 17:00:00".into(),
+            },
+            bird_v6: DaemonStatus {
+                state: DaemonState::Ready,
+                ..Default::default()
+            },
+        }),
+        bgp: Some(BgpStatus {
+            number_established_v4: 1,
+            peers_v4: vec![PeerStatus {
+                peer_ip: "10.192.0.3".into(),
+                peer_type: PeerType::NodeMesh,
+                state: SessionState::Established,
+                since: "17:00:02".into(),
+            }],
+            ..Default::default()
+        }),
+        routes: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let version = rt
+        .block_on(async {
+            let store = StatusStore::Kubernetes(KubeStatusStore::with_url(&server.url).unwrap());
+            store.write(&resource, &report).await
+        })
+        .unwrap();
+    assert_eq!(version.as_deref(), Some("32"));
+
+    let writes = server.script.lock().unwrap().writes.clone();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    for (i, (method, target, body)) in writes.iter().enumerate() {
+        assert_eq!(method, "PUT");
+        assert_eq!(target, status_path);
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["apiVersion"], "crd.projectcalico.org/v1");
+        assert_eq!(v["kind"], "CalicoNodeStatus");
+        assert_eq!(v["metadata"]["name"], "s1");
+        // First the version we had, then the one read after the 409.
+        let rv = ["30", "31"][i];
+        assert_eq!(v["metadata"]["resourceVersion"], rv);
+        assert_eq!(v["spec"]["node"], "kube-master");
+        assert_eq!(v["status"]["lastUpdated"], "2026-11-23T17:30:00Z");
+        assert_eq!(v["status"]["agent"]["birdV4"]["routerID"], "10.192.0.2");
+        assert_eq!(v["status"]["agent"]["birdV6"]["state"], "Ready");
+        assert_eq!(
+            v["status"]["bgp"]["peersV4"],
+            serde_json::json!([{"peerIP": "10.192.0.3", "type": "NodeMesh",
+                                "state": "Established", "since": "17:00:02"}])
+        );
+        assert_eq!(v["status"]["bgp"]["numberEstablishedV4"], 1);
+        assert!(v["status"].get("routes").is_none());
+        let back: NodeStatusReport = serde_json::from_value(v["status"].clone()).unwrap();
+        assert_eq!(back, report);
+    }
+
+    // A resource deleted meanwhile is reported as gone (the server answers 404).
+    let mut gone = resource.clone();
+    gone.metadata.name = "deleted".into();
+    let err = rt
+        .block_on(async {
+            let store = StatusStore::Kubernetes(KubeStatusStore::with_url(&server.url).unwrap());
+            store.write(&gone, &report).await
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, StatusError::NotFound(ref n) if n == "deleted"),
+        "{err}"
+    );
 }
