@@ -19,7 +19,7 @@ use crate::codec::KernelMessage;
 use crate::glob::InterfacePatterns;
 use crate::route::{PROTOCOL_BIRD, Route, RouteKey, TABLE_MAIN};
 use crate::socket::{MonitorRead, MonitorSocket, RouteSocket};
-use crate::state::{FibEvent, FibState, StateConfig};
+use crate::state::{Damping, FibEvent, FibState, StateConfig};
 
 /// When stale routes of ours are deleted after start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,9 @@ pub struct FibConfig {
     pub monitor_buffer: usize,
     /// Capacity of the event channel.
     pub event_capacity: usize,
+    /// Flap damping of kernel writes (hold-down of deletes, suppression of keys that keep
+    /// flapping); `None` writes every change as soon as it can.
+    pub damping: Option<Damping>,
 }
 
 impl Default for FibConfig {
@@ -66,6 +69,7 @@ impl Default for FibConfig {
             batch_routes: 1024,
             monitor_buffer: 8 << 20,
             event_capacity: 4096,
+            damping: Some(Damping::default()),
         }
     }
 }
@@ -185,6 +189,7 @@ impl Fib {
             tables: config.tables.clone(),
             learn: config.learn.clone(),
             connected: config.connected.clone(),
+            damping: config.damping,
         });
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -227,9 +232,15 @@ impl Fib {
             if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
                 return Ok(());
             }
-            if self.shared.lock().is_converged() {
-                deadline = None;
-            }
+            let timer = {
+                let st = self.shared.lock();
+                if st.is_converged() {
+                    deadline = None;
+                }
+                // Held writes (damping, back-off) are due then; tokio's clock is the same
+                // monotonic clock as `std::time::Instant`.
+                st.poll_timeout().map(Instant::from_std)
+            };
             let overrun = tokio::select! {
                 _ = self.shared.wake.notified() => false,
                 ready = self.monitor.readable_mut() => {
@@ -252,6 +263,7 @@ impl Fib {
                     self.shared.lock().converge();
                     false
                 }
+                _ = sleep_until(timer), if timer.is_some() => false,
             };
             if overrun {
                 msgs.clear();
@@ -260,7 +272,7 @@ impl Fib {
             }
             let resync = {
                 let mut st = self.shared.lock();
-                st.advance(std::time::Instant::now());
+                st.handle_timeout(std::time::Instant::now());
                 for m in msgs.drain(..) {
                     if matches!(m, KernelMessage::NewLink(_) | KernelMessage::DelLink(_)) {
                         self.writer.forget_devices();
@@ -289,8 +301,16 @@ impl Fib {
         Ok(())
     }
 
-    /// Dumps our protocol's routes only (after links or addresses went away).
+    /// Dumps routes again after links or addresses went away (the kernel drops IPv4 routes
+    /// through them without a notification): ours, and the others' too when learning.
     fn resync_ours(&mut self) -> io::Result<()> {
+        if self.config.learn.is_some() {
+            let routes = self.writer.dump_routes(None)?;
+            let mut st = self.shared.lock();
+            st.load_routes(routes);
+            st.resynced(false);
+            return Ok(());
+        }
         let protocol = self.config.protocol;
         let routes = self.writer.dump_routes(Some(protocol))?;
         let mut st = self.shared.lock();
@@ -311,6 +331,7 @@ impl Fib {
         loop {
             let (ops, names) = {
                 let mut st = self.shared.lock();
+                st.handle_timeout(std::time::Instant::now());
                 (st.poll_ops(self.config.batch_routes.max(1)), st.names())
             };
             if ops.is_empty() {

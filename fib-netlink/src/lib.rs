@@ -53,4 +53,4 @@ pub use fib::{Fib, FibConfig, FibHandle, Reconcile};
 pub use glob::{InterfacePattern, InterfacePatterns, PatternError, glob_match};
 pub use route::{Device, NextHop, Route, RouteKey, RouteKind};
 pub use socket::{DEFAULT_BATCH_BYTES, RouteError, RouteOp, RouteSocket};
-pub use state::{Connected, FibEvent, FibState, KeyQueue, StateConfig, diff, same_route};
+pub use state::{Connected, Damping, FibEvent, FibState, KeyQueue, StateConfig, diff, same_route};

@@ -5,7 +5,8 @@
 //! notifications — and produces outputs: the [`RouteOp`]s to write next and the
 //! [`FibEvent`]s to report. It has no socket and no clock; the driver in `fib.rs` feeds it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -71,6 +72,118 @@ pub struct StateConfig {
     pub learn: Option<InterfacePatterns>,
     /// Devices whose connected prefixes are reported; `None` reports none.
     pub connected: Option<InterfacePatterns>,
+    /// Damping of kernel writes for flapping routes; `None` writes every change at once.
+    pub damping: Option<Damping>,
+}
+
+/// Route flap damping of kernel writes, per key, in the spirit of RFC 2439 but applied to
+/// what is written to the kernel rather than to what is accepted from a peer.
+///
+/// Every kernel write due for a key that was written before — a change, a delete, an
+/// install after a delete; not the first install — adds one to the key's *penalty*, which
+/// halves every `half_life`. Two rules use it:
+/// - **Hold-down of deletes.** A delete of a key whose penalty was at least ½ (it changed
+///   within about one half-life) waits `hold_down` first; a new desired route in that time
+///   becomes one replace (or nothing when it is what the kernel holds), never a gap. The
+///   absorbed flap still counts. The first delete of a stable route is written at once.
+/// - **Suppression.** A write that would take the penalty to `suppress` or beyond is not
+///   made: the kernel keeps the key's last written state (present or absent) while the
+///   desired state flaps, and every further desired change adds one to the penalty. Once
+///   the penalty has decayed below `reuse`, the latest desired state is written once. The
+///   penalty is capped so that a suppressed key is released at most `max_hold` after its
+///   last change.
+///
+/// Restores of routes someone else changed are not damped (they have their own limit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Damping {
+    pub hold_down: Duration,
+    pub half_life: Duration,
+    /// Penalty at which writes stop (≥ 1).
+    pub suppress: f64,
+    /// Penalty below which a suppressed key is written again (> 0, < `suppress`).
+    pub reuse: f64,
+    pub max_hold: Duration,
+}
+
+impl Default for Damping {
+    /// A hold-down of 1 s (a route withdrawn and back within a second costs no write);
+    /// half-life 15 s; suppression when the penalty would reach 6 (about the 7th write in
+    /// a few seconds, or a key written every 3 s or more often for a minute); reuse below 2
+    /// (24 s after a burst that just reached 6); held at most 60 s after its last change.
+    fn default() -> Self {
+        Damping {
+            hold_down: Duration::from_secs(1),
+            half_life: Duration::from_secs(15),
+            suppress: 6.0,
+            reuse: 2.0,
+            max_hold: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Damping {
+    /// `penalty` set at `at`, seen at `now`.
+    fn decayed(&self, penalty: f64, at: Instant, now: Instant) -> f64 {
+        let half = self.half_life.as_secs_f64();
+        if half <= 0.0 {
+            return 0.0;
+        }
+        let t = now.saturating_duration_since(at).as_secs_f64();
+        penalty * (-t / half).exp2()
+    }
+
+    /// The highest penalty: from it, decay to `reuse` takes `max_hold`.
+    fn ceiling(&self) -> f64 {
+        let half = self.half_life.as_secs_f64();
+        let reuse = self.reuse.max(f64::MIN_POSITIVE);
+        if half <= 0.0 {
+            return reuse;
+        }
+        // Bounded exponent: 2^60 is far beyond any useful ceiling.
+        reuse * (self.max_hold.as_secs_f64() / half).min(60.0).exp2()
+    }
+
+    /// When `penalty` (as of `at`) will have decayed below `reuse`.
+    fn reuse_at(&self, penalty: f64, at: Instant) -> Instant {
+        let reuse = self.reuse.max(f64::MIN_POSITIVE);
+        if penalty < reuse {
+            return at;
+        }
+        let secs = self.half_life.as_secs_f64() * (penalty / reuse).log2();
+        // Just past the crossing, so that the check at that instant sees it below.
+        let wait = Duration::try_from_secs_f64(secs)
+            .unwrap_or(self.max_hold)
+            .min(self.max_hold)
+            + Duration::from_millis(1);
+        at + wait
+    }
+}
+
+/// A key's flap record (see [`Damping`]).
+#[derive(Debug, Clone, Copy)]
+struct Flaps {
+    penalty: f64,
+    at: Instant,
+    suppressed: bool,
+}
+
+/// Why a key waits before its next write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// A delete in its hold-down (a replace goes ahead at once).
+    Delete(Instant),
+    /// A flapping key, suppressed: nothing is written until then.
+    Suppressed(Instant),
+    /// A restore backed off after a fight with another writer.
+    Contested(Instant),
+}
+
+impl Hold {
+    fn until(self) -> Instant {
+        match self {
+            Hold::Delete(t) | Hold::Suppressed(t) | Hold::Contested(t) => t,
+        }
+    }
 }
 
 /// Maps keyed by route: hashed with foldhash's randomly seeded "quality" hasher — several
@@ -116,11 +229,23 @@ impl KeyQueue {
     }
 }
 
-/// How many times a route is restored within [`RESTORE_WINDOW`] without its desired state
-/// changing; past this, a fight with another writer is reported rather than continued
-/// (until the window has passed and the route is changed again).
-const MAX_RESTORES: u8 = 5;
+/// How many restores of one route are made at once while someone else keeps changing it
+/// (each change within [`RESTORE_WINDOW`] of our previous restore). Past this the fight is
+/// reported once (`RouteError::Contested`) and each further restore waits twice as long as
+/// the one before — 1 s, 2 s, 4 s … up to [`MAX_RESTORE_BACKOFF`] — so two daemons fighting
+/// over a route cost a write a minute, not a spin; the route is still put back each time.
+/// A change more than the window after our last restore starts afresh.
+const MAX_RESTORES: u32 = 5;
 const RESTORE_WINDOW: Duration = Duration::from_secs(10);
+const MAX_RESTORE_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A key's restores (see [`MAX_RESTORES`]).
+#[derive(Debug, Clone, Copy)]
+struct Restores {
+    count: u32,
+    /// When the last restore was made (or is scheduled).
+    at: Option<Instant>,
+}
 
 /// Whether the kernel's `kernel` route is what `desired` asked for. A desired next hop
 /// without a device accepts whichever device the kernel chose; a device name is compared
@@ -201,13 +326,25 @@ pub struct FibState {
     kernel: KeyMap<Route>,
     pending: KeyQueue,
     failed: KeyMap<RouteError>,
-    restores: KeyMap<(Option<Instant>, u8)>,
+    restores: KeyMap<Restores>,
+    /// Keys queued as restores: written without damping.
+    restoring: HashSet<RouteKey, foldhash::quality::RandomState>,
+    /// Keys waiting before their next write, and the timers for them (a min-heap that may
+    /// hold stale entries: an entry counts only if `held` still has that instant).
+    held: KeyMap<Hold>,
+    timers: BinaryHeap<Reverse<(Instant, RouteKey)>>,
+    flaps: KeyMap<Flaps>,
+    next_sweep: Option<Instant>,
     now: Option<Instant>,
     converged: bool,
     links: HashMap<u32, Link>,
     names: Arc<HashMap<String, u32>>,
     addresses: HashSet<Address>,
     connected: HashSet<Connected>,
+    /// Routes of other protocols in our tables that may be learned, as the kernel reported
+    /// them (device indexes): kept so learning is re-checked when links appear, are renamed
+    /// or go.
+    foreign: HashMap<(RouteKey, u8), Route>,
     learned: HashMap<(RouteKey, u8), Route>,
     events: VecDeque<FibEvent>,
     needs_resync: bool,
@@ -222,12 +359,18 @@ impl FibState {
             pending: KeyQueue::default(),
             failed: KeyMap::default(),
             restores: KeyMap::default(),
+            restoring: HashSet::default(),
+            held: KeyMap::default(),
+            timers: BinaryHeap::new(),
+            flaps: KeyMap::default(),
+            next_sweep: None,
             now: None,
             converged: false,
             links: HashMap::new(),
             names: Arc::new(HashMap::new()),
             addresses: HashSet::new(),
             connected: HashSet::new(),
+            foreign: HashMap::new(),
             learned: HashMap::new(),
             events: VecDeque::new(),
             needs_resync: false,
@@ -269,7 +412,11 @@ impl FibState {
         self.forget_troubles(&key);
         // Queued even when the kernel already matches: `poll_ops` decides, so a route
         // that flips and flips back before the write costs nothing.
+        let changed = self.desired.get(&key) != Some(&route);
         self.desired.insert(key, route);
+        if changed {
+            self.charge_if_suppressed(&key);
+        }
         self.pending.push(key);
     }
 
@@ -278,6 +425,9 @@ impl FibState {
     fn forget_troubles(&mut self, key: &RouteKey) {
         if !self.restores.is_empty() {
             self.restores.remove(key);
+            if let Some(Hold::Contested(_)) = self.held.get(key) {
+                self.held.remove(key);
+            }
         }
         if !self.failed.is_empty() {
             self.failed.remove(key);
@@ -288,7 +438,11 @@ impl FibState {
     pub fn remove(&mut self, key: RouteKey) {
         let key = key.normalized();
         self.forget_troubles(&key);
-        if self.desired.remove(&key).is_some() || self.kernel.contains_key(&key) {
+        let was_desired = self.desired.remove(&key).is_some();
+        if was_desired {
+            self.charge_if_suppressed(&key);
+        }
+        if was_desired || self.kernel.contains_key(&key) {
             self.pending.push(key);
         }
     }
@@ -347,27 +501,190 @@ impl FibState {
 
     /// Up to `max` writes, coalesced: each key once, with its latest desired state, and
     /// nothing for a key whose kernel route already is what is desired.
+    ///
+    /// With [`Damping`] (and a clock: see [`FibState::advance`]), writes of flapping keys
+    /// are held back; [`FibState::poll_timeout`] says when one is due again.
     pub fn poll_ops(&mut self, max: usize) -> Vec<RouteOp> {
+        self.sweep();
         let mut ops = Vec::new();
         while ops.len() < max {
             let Some(key) = self.pending.pop() else { break };
-            match self.desired.get(&key) {
+            let restoring = !self.restoring.is_empty() && self.restoring.remove(&key);
+            let op = match self.desired.get(&key) {
                 Some(route) => {
-                    if !self.matches_kernel(route) {
-                        ops.push(RouteOp::Replace(route.clone()));
-                    }
+                    (!self.matches_kernel(route)).then(|| RouteOp::Replace(route.clone()))
                 }
-                None => {
-                    if let Some(k) = self.kernel.get(&key) {
-                        ops.push(RouteOp::Delete {
-                            key,
-                            protocol: k.protocol,
-                        });
-                    }
+                None => self.kernel.get(&key).map(|k| RouteOp::Delete {
+                    key,
+                    protocol: k.protocol,
+                }),
+            };
+            let Some(op) = op else {
+                // Nothing to write (the desired state flipped back): no hold either.
+                if !self.held.is_empty() {
+                    self.held.remove(&key);
                 }
+                continue;
+            };
+            if !self.held_back(key, &op, restoring) {
+                ops.push(op);
             }
         }
+        self.prune_timers();
         ops
+    }
+
+    /// Drops timers at the top of the heap whose hold has been lifted, so that
+    /// [`FibState::poll_timeout`] names a real one.
+    fn prune_timers(&mut self) {
+        while let Some(Reverse((t, key))) = self.timers.peek() {
+            if self.held.get(key).is_some_and(|h| h.until() == *t) {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+
+    /// Whether `op` must wait (see [`Damping`]); charges the key's penalty when it may go.
+    fn held_back(&mut self, key: RouteKey, op: &RouteOp, restoring: bool) -> bool {
+        let Some(now) = self.now else { return false };
+        let mut released_delete = false;
+        if let Some(hold) = self.held.get(&key).copied() {
+            let waiting = now < hold.until();
+            match hold {
+                _ if restoring => {}
+                Hold::Delete(_) if waiting && matches!(op, RouteOp::Delete { .. }) => return true,
+                Hold::Suppressed(_) | Hold::Contested(_) if waiting => return true,
+                Hold::Delete(_) => released_delete = !waiting,
+                Hold::Suppressed(_) | Hold::Contested(_) => {}
+            }
+            self.held.remove(&key);
+        }
+        let Some(d) = self.config.damping else {
+            return false;
+        };
+        if restoring {
+            return false;
+        }
+        let record = self.flaps.get(&key).copied();
+        if record.is_none() && !self.kernel.contains_key(&key) {
+            return false; // a first install
+        }
+        let penalty = record.map_or(0.0, |f| d.decayed(f.penalty, f.at, now));
+        if record.is_some_and(|f| f.suppressed) && penalty >= d.reuse {
+            self.hold(key, Hold::Suppressed(d.reuse_at(penalty, now)));
+            return true;
+        }
+        // A delete whose hold-down has ended was charged when the hold-down began.
+        let penalty = if released_delete {
+            penalty
+        } else {
+            (penalty + 1.0).min(d.ceiling())
+        };
+        let suppressed = penalty >= d.suppress;
+        let delete_hold = !suppressed
+            && !released_delete
+            && matches!(op, RouteOp::Delete { .. })
+            && penalty >= 1.5
+            && !d.hold_down.is_zero();
+        self.flaps.insert(
+            key,
+            Flaps {
+                penalty,
+                at: now,
+                suppressed,
+            },
+        );
+        if suppressed {
+            tracing::debug!("{key} flaps: kernel writes suppressed");
+            self.hold(key, Hold::Suppressed(d.reuse_at(penalty, now)));
+        } else if delete_hold {
+            self.hold(key, Hold::Delete(now + d.hold_down));
+        }
+        suppressed || delete_hold
+    }
+
+    fn hold(&mut self, key: RouteKey, hold: Hold) {
+        self.held.insert(key, hold);
+        self.timers.push(Reverse((hold.until(), key)));
+    }
+
+    /// A change of the desired state of a suppressed key adds to its penalty (so a key
+    /// that keeps flapping stays suppressed, up to the ceiling).
+    fn charge_if_suppressed(&mut self, key: &RouteKey) {
+        let (Some(d), Some(now)) = (self.config.damping, self.now) else {
+            return;
+        };
+        if let Some(f) = self.flaps.get_mut(key)
+            && f.suppressed
+        {
+            f.penalty = (d.decayed(f.penalty, f.at, now) + 1.0).min(d.ceiling());
+            f.at = now;
+            let until = d.reuse_at(f.penalty, now);
+            if let Some(Hold::Suppressed(_)) = self.held.get(key) {
+                self.hold(*key, Hold::Suppressed(until));
+            }
+        }
+    }
+
+    /// When the next held write is due, if any ([`FibState::handle_timeout`] then).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Advances the clock to `now` and queues the writes whose hold has ended.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match self.held.get(&key) {
+                Some(Hold::Contested(at)) if *at == t => {
+                    self.held.remove(&key);
+                    self.restoring.insert(key);
+                    self.pending.push(key);
+                }
+                // Left in `held`: `poll_ops` sees it has ended (a delete's hold-down is
+                // then not started again).
+                Some(hold) if hold.until() == t => self.pending.push(key),
+                _ => {}
+            }
+        }
+        self.prune_timers();
+    }
+
+    /// Drops flap records that have decayed to nothing and restore counts of routes long
+    /// left alone, at most once per half-life (bounded memory after a storm).
+    fn sweep(&mut self) {
+        let Some(now) = self.now else { return };
+        if self.next_sweep.is_some_and(|t| now < t) {
+            return;
+        }
+        let half_life = self.config.damping.map_or(RESTORE_WINDOW, |d| d.half_life);
+        self.next_sweep = Some(now + half_life.max(Duration::from_secs(1)));
+        if let Some(d) = self.config.damping {
+            let held = &self.held;
+            self.flaps.retain(|k, f| {
+                f.suppressed || held.contains_key(k) || d.decayed(f.penalty, f.at, now) >= 0.05
+            });
+        }
+        let held = &self.held;
+        self.restores.retain(|k, r| {
+            held.contains_key(k)
+                || r.at.is_none_or(|at| {
+                    now.saturating_duration_since(at) <= RESTORE_WINDOW + MAX_RESTORE_BACKOFF
+                })
+        });
+        if self.timers.len() > 2 * self.held.len() + 64 {
+            // Mostly stale entries: rebuild from `held`.
+            self.timers = self
+                .held
+                .iter()
+                .map(|(k, h)| Reverse((h.until(), *k)))
+                .collect();
+        }
     }
 
     /// Records the outcome of written ops (as returned by the writer, in order).
@@ -433,31 +750,58 @@ impl FibState {
         self.addresses = addresses.into_iter().collect();
         self.refresh_connected();
 
+        self.load_routes(routes);
+    }
+
+    /// Replaces what is known of the kernel's routes (ours and others') with a dump of
+    /// every route, reports learned routes that appeared or went, and queues the writes
+    /// that make ours match the desired set.
+    pub fn load_routes(&mut self, routes: Vec<ReportedRoute>) {
         let mut ours = Vec::new();
-        let mut learned = HashMap::new();
+        self.foreign.clear();
         for r in routes {
             if r.cloned {
                 continue;
             }
             if self.owned(&r.route) {
                 ours.push(r.route);
-            } else if let Some(l) = self.learnable(&r.route) {
-                learned.insert((l.key(), l.protocol), l);
+            } else if self.candidate(&r.route) {
+                self.foreign
+                    .insert((r.route.key(), r.route.protocol), r.route);
             }
         }
-        let old = std::mem::take(&mut self.learned);
-        for (k, r) in &old {
-            if !learned.contains_key(k) {
-                self.events.push_back(FibEvent::LearnedRemoved(r.clone()));
-            }
-        }
-        for (k, r) in &learned {
-            if old.get(k) != Some(r) {
-                self.events.push_back(FibEvent::LearnedAdded(r.clone()));
-            }
-        }
-        self.learned = learned;
+        self.relearn();
         self.load_ours(ours);
+    }
+
+    /// Recomputes the learned routes from the foreign ones and the links as they are now,
+    /// reporting the differences (in key order).
+    fn relearn(&mut self) {
+        let learned: HashMap<(RouteKey, u8), Route> = self
+            .foreign
+            .iter()
+            .filter_map(|(id, r)| self.learnable(r).map(|l| (*id, l)))
+            .collect();
+        let old = std::mem::take(&mut self.learned);
+        let mut gone: Vec<_> = old
+            .iter()
+            .filter(|(k, _)| !learned.contains_key(k))
+            .collect();
+        let mut new: Vec<_> = learned
+            .iter()
+            .filter(|(k, r)| old.get(k) != Some(r))
+            .collect();
+        gone.sort_by_key(|(k, _)| **k);
+        new.sort_by_key(|(k, _)| **k);
+        self.events.extend(
+            gone.into_iter()
+                .map(|(_, r)| FibEvent::LearnedRemoved(r.clone())),
+        );
+        self.events.extend(
+            new.into_iter()
+                .map(|(_, r)| FibEvent::LearnedAdded(r.clone())),
+        );
+        self.learned = learned;
     }
 
     /// Replaces the kernel view of our routes with a dump of them and queues the writes
@@ -465,6 +809,7 @@ impl FibState {
     pub fn load_ours(&mut self, routes: Vec<Route>) {
         self.kernel = routes.into_iter().map(|r| (r.key(), r)).collect();
         self.pending.clear();
+        self.restoring.clear();
         self.failed.clear();
         self.needs_resync = false;
         let names = self.names.clone();
@@ -497,7 +842,8 @@ impl FibState {
                 let before = self.links.insert(l.index, l.clone());
                 if before.as_ref() != Some(&l) {
                     let was_usable = before.as_ref().is_some_and(|b| b.up && b.running);
-                    if before.as_ref().map(|b| &b.name) != Some(&l.name) {
+                    let renamed = before.as_ref().map(|b| &b.name) != Some(&l.name);
+                    if renamed {
                         self.rebuild_names();
                     }
                     if l.up && l.running && !was_usable {
@@ -507,6 +853,11 @@ impl FibState {
                         self.needs_resync = true;
                     }
                     self.events.push_back(FibEvent::Link(l));
+                    if renamed {
+                        // A route on a link we did not know yet, or whose new name the
+                        // patterns judge otherwise (`veth…` renamed `cali…`).
+                        self.relearn();
+                    }
                     self.refresh_connected();
                 }
             }
@@ -515,6 +866,8 @@ impl FibState {
                     self.rebuild_names();
                     self.addresses.retain(|a| a.ifindex != l.index);
                     self.events.push_back(FibEvent::LinkRemoved(l));
+                    // IPv4 routes through it are gone without a word from the kernel.
+                    self.relearn();
                     self.refresh_connected();
                     self.needs_resync = true;
                 }
@@ -547,24 +900,12 @@ impl FibState {
                 // A route of ours nobody desires: ours to delete, once converged.
                 None => present && self.converged,
             };
-            if wrong && !self.pending.contains(&key) && !self.failed.contains_key(&key) {
-                let now = self.now;
-                let (since, n) = self.restores.entry(key).or_insert((now, 0));
-                if let (Some(now), Some(start)) = (now, *since)
-                    && now.saturating_duration_since(start) > RESTORE_WINDOW
-                {
-                    (*since, *n) = (Some(now), 0);
-                }
-                if *n < MAX_RESTORES {
-                    *n += 1;
-                    self.pending.push(key);
-                } else if *n == MAX_RESTORES {
-                    *n += 1;
-                    self.events.push_back(FibEvent::RouteFailed {
-                        key,
-                        error: RouteError::Contested,
-                    });
-                }
+            if wrong
+                && !self.pending.contains(&key)
+                && !self.failed.contains_key(&key)
+                && !matches!(self.held.get(&key), Some(Hold::Contested(_)))
+            {
+                self.restore(key);
             }
             return;
         }
@@ -583,6 +924,11 @@ impl FibState {
             }
         }
         let id = (key, route.protocol);
+        if present && self.candidate(&route) {
+            self.foreign.insert(id, route.clone());
+        } else {
+            self.foreign.remove(&id);
+        }
         match self.learnable(&route).filter(|_| present) {
             Some(l) => {
                 if self.learned.get(&id) != Some(&l) {
@@ -598,17 +944,65 @@ impl FibState {
         }
     }
 
-    /// The route as reported to the owner if it is learned: another protocol's (not the
-    /// kernel's own connected routes, not redirects), in a watched table, on devices the
-    /// `learn` patterns accept. Device indexes become names where the link is known.
+    /// Queues a restore of our route at `key` that someone else changed or deleted, at
+    /// once or backed off (see [`MAX_RESTORES`]).
+    fn restore(&mut self, key: RouteKey) {
+        let now = self.now;
+        let r = self
+            .restores
+            .entry(key)
+            .or_insert(Restores { count: 0, at: now });
+        if let (Some(now), Some(at)) = (now, r.at)
+            && now.saturating_duration_since(at) > RESTORE_WINDOW
+        {
+            r.count = 0;
+        }
+        r.count = r.count.saturating_add(1);
+        let count = r.count;
+        if count <= MAX_RESTORES {
+            r.at = now;
+            self.restoring.insert(key);
+            self.pending.push(key);
+            return;
+        }
+        // Without a clock there is no back-off to wait for: give up until the next change.
+        let wait = now.map(|now| {
+            let doublings = (count - MAX_RESTORES - 1).min(16);
+            let wait = (Duration::from_secs(1) * (1u32 << doublings)).min(MAX_RESTORE_BACKOFF);
+            r.at = Some(now + wait);
+            now + wait
+        });
+        if let Some(until) = wait {
+            self.hold(key, Hold::Contested(until));
+        }
+        if count == MAX_RESTORES + 1 {
+            tracing::warn!(
+                "{key}: another writer keeps changing our route; restoring it with back-off"
+            );
+            self.events.push_back(FibEvent::RouteFailed {
+                key,
+                error: RouteError::Contested,
+            });
+        }
+    }
+
+    /// Whether a route of another protocol may ever be learned, whatever its devices: not
+    /// the kernel's own connected routes, not redirects, in a watched table.
+    fn candidate(&self, route: &Route) -> bool {
+        self.config.learn.is_some()
+            && route.protocol != PROTOCOL_KERNEL
+            && route.protocol != PROTOCOL_REDIRECT
+            && route.protocol != self.config.protocol
+            && route.table != TABLE_LOCAL
+            && self.config.tables.contains(&route.table)
+    }
+
+    /// The route as reported to the owner if it is learned: a [candidate](Self::candidate)
+    /// on devices the `learn` patterns accept. Device indexes become names where the link
+    /// is known (a route on an unknown link waits for it).
     fn learnable(&self, route: &Route) -> Option<Route> {
         let patterns = self.config.learn.as_ref()?;
-        if route.protocol == PROTOCOL_KERNEL
-            || route.protocol == PROTOCOL_REDIRECT
-            || route.protocol == self.config.protocol
-            || route.table == TABLE_LOCAL
-            || !self.config.tables.contains(&route.table)
-        {
+        if !self.candidate(route) {
             return None;
         }
         let mut out = route.clone();
@@ -682,7 +1076,44 @@ mod tests {
             tables: vec![254],
             learn: Some(InterfacePatterns::parse(r#"-"cali*", "*""#).unwrap()),
             connected: Some(InterfacePatterns::parse(r#"-"cali*", "*""#).unwrap()),
+            damping: Some(Damping::default()),
         }
+    }
+
+    /// Writes everything due, applying it to `kernel` as the kernel would (all succeed);
+    /// returns how many writes were made.
+    fn write_all(st: &mut FibState, kernel: &mut HashMap<RouteKey, Route>) -> usize {
+        let mut n = 0;
+        loop {
+            let ops = st.poll_ops(100);
+            if ops.is_empty() {
+                return n;
+            }
+            n += ops.len();
+            for op in &ops {
+                match op {
+                    RouteOp::Replace(r) => {
+                        kernel.insert(r.key(), r.clone());
+                    }
+                    RouteOp::Delete { key, .. } => {
+                        kernel.remove(key);
+                    }
+                }
+            }
+            let len = ops.len();
+            st.on_results(ops, vec![Ok(()); len]);
+        }
+    }
+
+    /// Moves the clock to `t`, firing every timer on the way, and writes what is due.
+    fn run_until(st: &mut FibState, kernel: &mut HashMap<RouteKey, Route>, t: Instant) -> usize {
+        let mut n = 0;
+        while let Some(due) = st.poll_timeout().filter(|due| *due <= t) {
+            st.handle_timeout(due);
+            n += write_all(st, kernel);
+        }
+        st.handle_timeout(t);
+        n + write_all(st, kernel)
     }
 
     fn via(prefix: &str, gw: &str) -> Route {
@@ -839,7 +1270,7 @@ mod tests {
     }
 
     #[test]
-    fn our_route_deleted_by_someone_else_is_queued_again_but_not_forever() {
+    fn a_fight_over_our_route_is_reported_once_and_backed_off_not_given_up() {
         let mut st = FibState::new(config());
         let t0 = Instant::now();
         st.advance(t0);
@@ -848,29 +1279,257 @@ mod tests {
         st.set(r.clone());
         let ops = st.poll_ops(10);
         st.on_results(ops, vec![Ok(())]);
+        events(&mut st);
+        // Someone deletes it right after each restore: the first five go back at once.
         for _ in 0..MAX_RESTORES {
             st.on_kernel(KernelMessage::DelRoute(reported(r.clone())));
-            assert_eq!(st.poll_ops(10), vec![RouteOp::Replace(r.clone())]);
-            st.on_kernel(KernelMessage::NewRoute(reported(r.clone())));
-            assert!(st.poll_ops(10).is_empty());
+            let ops = st.poll_ops(10);
+            assert_eq!(ops, vec![RouteOp::Replace(r.clone())]);
+            st.on_results(ops, vec![Ok(())]);
         }
-        st.on_kernel(KernelMessage::DelRoute(reported(r.clone())));
-        assert!(
-            st.poll_ops(10).is_empty(),
-            "a fight is not continued forever"
+        assert!(events(&mut st).is_empty());
+        // Then each waits twice as long as the one before, and the fight is reported once.
+        let mut t = t0;
+        for wait in [1, 2, 4, 8, 16, 32, 60, 60] {
+            st.on_kernel(KernelMessage::DelRoute(reported(r.clone())));
+            assert!(st.poll_ops(10).is_empty(), "backed off, not at once");
+            let due = st.poll_timeout().expect("a restore is scheduled");
+            assert_eq!(due, t + Duration::from_secs(wait));
+            // More changes while it waits do not push it further out.
+            st.on_kernel(KernelMessage::NewRoute(reported(via(
+                "10.1.0.0/24",
+                "192.0.2.9",
+            ))));
+            assert_eq!(st.poll_timeout(), Some(due));
+            st.handle_timeout(due - Duration::from_millis(1));
+            assert!(st.poll_ops(10).is_empty());
+            st.handle_timeout(due);
+            let ops = st.poll_ops(10);
+            assert_eq!(
+                ops,
+                vec![RouteOp::Replace(r.clone())],
+                "restored at {wait} s"
+            );
+            st.on_results(ops, vec![Ok(())]);
+            t = due;
+        }
+        assert_eq!(
+            events(&mut st),
+            vec![FibEvent::RouteFailed {
+                key: r.key(),
+                error: RouteError::Contested
+            }]
         );
-        assert!(events(&mut st).contains(&FibEvent::RouteFailed {
-            key: r.key(),
-            error: RouteError::Contested
-        }));
-        // Later, a new change is restored again.
-        st.advance(t0 + RESTORE_WINDOW * 2);
-        st.on_kernel(KernelMessage::NewRoute(reported(r.clone())));
+        // Left alone for longer than the window, the next change is restored at once.
+        st.advance(t + RESTORE_WINDOW * 2);
         st.on_kernel(KernelMessage::DelRoute(reported(r.clone())));
         assert_eq!(st.poll_ops(10), vec![RouteOp::Replace(r.clone())]);
         // A new desire resets the count.
         st.set(r.clone());
         assert_eq!(st.poll_ops(10), vec![RouteOp::Replace(r)]);
+    }
+
+    #[test]
+    fn restores_are_not_damped() {
+        let mut st = FibState::new(config());
+        let t0 = Instant::now();
+        st.advance(t0);
+        st.converge();
+        let r = via("10.1.0.0/24", "192.0.2.1");
+        let mut kernel = HashMap::new();
+        st.set(r.clone());
+        write_all(&mut st, &mut kernel);
+        for i in 1..=MAX_RESTORES {
+            st.advance(t0 + Duration::from_millis(u64::from(i)));
+            kernel.remove(&r.key());
+            st.on_kernel(KernelMessage::DelRoute(reported(r.clone())));
+            assert_eq!(write_all(&mut st, &mut kernel), 1);
+        }
+        assert_eq!(kernel.get(&r.key()), Some(&r));
+    }
+
+    #[test]
+    fn a_stable_route_is_deleted_at_once_a_flapping_one_after_a_hold_down() {
+        let mut st = FibState::new(config());
+        let t0 = Instant::now();
+        st.advance(t0);
+        st.converge();
+        let mut kernel = HashMap::new();
+        let a = via("10.1.0.0/24", "192.0.2.1");
+        st.set(a.clone());
+        assert_eq!(write_all(&mut st, &mut kernel), 1);
+        // Stable: withdrawn, deleted at once.
+        st.remove(a.key());
+        assert_eq!(
+            st.poll_ops(10),
+            vec![RouteOp::Delete {
+                key: a.key(),
+                protocol: PROTOCOL_BIRD
+            }]
+        );
+        let mut kernel = HashMap::new();
+        let mut st = FibState::new(config());
+        st.advance(t0);
+        st.converge();
+        st.set(a.clone());
+        write_all(&mut st, &mut kernel);
+        // It changes (one write), then is withdrawn and comes back within the hold-down:
+        // the kernel sees the change and nothing else — no delete, no gap.
+        let b = via("10.1.0.0/24", "192.0.2.2");
+        st.advance(t0 + Duration::from_millis(100));
+        st.set(b.clone());
+        assert_eq!(write_all(&mut st, &mut kernel), 1);
+        st.advance(t0 + Duration::from_millis(200));
+        st.remove(a.key());
+        assert_eq!(write_all(&mut st, &mut kernel), 0, "the delete is held");
+        assert_eq!(kernel.get(&a.key()), Some(&b));
+        st.advance(t0 + Duration::from_millis(700));
+        st.set(b.clone());
+        assert_eq!(
+            run_until(&mut st, &mut kernel, t0 + Duration::from_millis(1500)),
+            0
+        );
+        assert_eq!(kernel.get(&a.key()), Some(&b));
+        // Withdrawn and back with another next hop within the hold-down: one replace.
+        st.advance(t0 + Duration::from_secs(2));
+        st.remove(a.key());
+        assert_eq!(write_all(&mut st, &mut kernel), 0);
+        st.advance(t0 + Duration::from_millis(2500));
+        st.set(a.clone());
+        assert_eq!(write_all(&mut st, &mut kernel), 1);
+        assert_eq!(kernel.get(&a.key()), Some(&a));
+        // Withdrawn for good: deleted when the hold-down ends.
+        st.advance(t0 + Duration::from_secs(3));
+        st.remove(a.key());
+        assert_eq!(write_all(&mut st, &mut kernel), 0);
+        let due = st.poll_timeout().unwrap();
+        assert_eq!(due, t0 + Duration::from_secs(4));
+        assert_eq!(run_until(&mut st, &mut kernel, due), 1);
+        assert!(kernel.is_empty());
+    }
+
+    /// A route withdrawn for `down` and back for `up`, `cycles` times, next to a steady
+    /// one; returns the kernel writes made during the storm and the longest time the
+    /// kernel went without a write of the route (ms), then checks that it settles.
+    fn storm(down: u64, up: u64, cycles: u64, end_withdrawn: bool) -> (usize, u64) {
+        let mut st = FibState::new(config());
+        let t0 = Instant::now();
+        st.advance(t0);
+        st.converge();
+        let mut kernel = HashMap::new();
+        let r = via("10.1.0.0/24", "192.0.2.1");
+        let steady = via("10.2.0.0/24", "192.0.2.1");
+        st.set(r.clone());
+        st.set(steady.clone());
+        assert_eq!(write_all(&mut st, &mut kernel), 2);
+        let ms = Duration::from_millis;
+        let (mut writes, mut quiet, mut last_write) = (0, 0, t0);
+        let mut t = t0;
+        for _ in 0..cycles {
+            for (wait, withdraw) in [(up, true), (down, false)] {
+                t += ms(wait);
+                let before = kernel.clone();
+                writes += run_until(&mut st, &mut kernel, t);
+                if kernel != before {
+                    last_write = t;
+                }
+                quiet = quiet.max((t - last_write).as_millis() as u64);
+                if withdraw {
+                    st.remove(r.key());
+                } else {
+                    st.set(r.clone());
+                }
+            }
+        }
+        if end_withdrawn {
+            st.remove(r.key());
+        }
+        // Settled: the latest desired state is written within the longest hold (plus a
+        // delete's hold-down), and nothing else is pending.
+        let d = Damping::default();
+        let settled = t + d.max_hold + d.hold_down + ms(10);
+        run_until(&mut st, &mut kernel, settled);
+        let want = (!end_withdrawn).then_some(&r);
+        assert_eq!(
+            kernel.get(&r.key()),
+            want,
+            "settled to the last desired state"
+        );
+        assert_eq!(kernel.get(&steady.key()), Some(&steady), "others untouched");
+        assert!(st.poll_timeout().is_none_or(|due| due > settled));
+        (writes, quiet)
+    }
+
+    #[test]
+    fn a_flap_storm_costs_a_handful_of_kernel_writes_then_one_when_settled() {
+        // (down ms, up ms): 60 flaps of each. Undamped, each flap is 2 writes: 120.
+        for (down, up) in [(500, 500), (1500, 500), (1500, 1500), (3000, 3000)] {
+            for end_withdrawn in [false, true] {
+                let (writes, quiet) = storm(down, up, 60, end_withdrawn);
+                eprintln!("flapping {down}/{up} ms: {writes} writes, held up to {quiet} ms");
+                assert!(
+                    writes <= 4,
+                    "{writes} kernel writes flapping {down}/{up} ms for 60 flaps"
+                );
+                assert!(
+                    quiet >= 30_000,
+                    "held {quiet} ms at most, flapping {down}/{up} ms"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn suppression_holds_the_last_written_state_and_ends_with_the_latest_desired_one() {
+        let mut st = FibState::new(config());
+        let t0 = Instant::now();
+        st.advance(t0);
+        st.converge();
+        let mut kernel = HashMap::new();
+        let gw = |g: u8| via("10.1.0.0/24", &format!("192.0.2.{g}"));
+        st.set(gw(1));
+        write_all(&mut st, &mut kernel);
+        // Next-hop changes 100 ms apart: six go through (the penalty decays a little
+        // between them), the seventh would reach 6 and is suppressed.
+        let mut t = t0;
+        for g in 2..=20u8 {
+            t += Duration::from_millis(100);
+            st.advance(t);
+            st.set(gw(g));
+            write_all(&mut st, &mut kernel);
+        }
+        assert_eq!(
+            kernel.get(&gw(1).key()),
+            Some(&gw(7)),
+            "held at the last written"
+        );
+        let due = st.poll_timeout().unwrap();
+        assert!(due > t + Duration::from_secs(5));
+        assert!(due <= t + Damping::default().max_hold + Duration::from_secs(1));
+        assert_eq!(run_until(&mut st, &mut kernel, due), 1);
+        assert_eq!(kernel.get(&gw(1).key()), Some(&gw(20)));
+    }
+
+    #[test]
+    fn without_damping_every_change_is_written() {
+        let mut st = FibState::new(StateConfig {
+            damping: None,
+            ..config()
+        });
+        let t0 = Instant::now();
+        st.advance(t0);
+        let mut kernel = HashMap::new();
+        let r = via("10.1.0.0/24", "192.0.2.1");
+        let mut writes = 0;
+        for i in 0..20u64 {
+            st.advance(t0 + Duration::from_millis(i));
+            st.set(r.clone());
+            writes += write_all(&mut st, &mut kernel);
+            st.remove(r.key());
+            writes += write_all(&mut st, &mut kernel);
+        }
+        assert_eq!(writes, 40);
+        assert!(st.poll_timeout().is_none());
     }
 
     #[test]
@@ -942,6 +1601,66 @@ mod tests {
     }
 
     #[test]
+    fn learning_is_rechecked_when_a_link_appears_is_renamed_or_goes() {
+        let mut st = FibState::new(config());
+        st.load(vec![link(2, "eth0")], vec![], vec![]);
+        events(&mut st);
+        let on = |dev: u32, p: &str| {
+            Route::unicast(p.parse().unwrap(), vec![NextHop::dev(Device::Index(dev))])
+                .with_protocol(PROTOCOL_BOOT)
+        };
+        let named = |dev: &str, p: &str| {
+            Route::unicast(p.parse().unwrap(), vec![NextHop::dev(dev)]).with_protocol(PROTOCOL_BOOT)
+        };
+        // A route on a link not known yet: learned when the link shows up.
+        st.on_kernel(KernelMessage::NewRoute(reported(on(7, "10.7.0.0/24"))));
+        assert!(events(&mut st).is_empty());
+        st.on_kernel(KernelMessage::NewLink(link(7, "veth7")));
+        assert_eq!(
+            events(&mut st),
+            vec![
+                FibEvent::Link(link(7, "veth7")),
+                FibEvent::LearnedAdded(named("veth7", "10.7.0.0/24"))
+            ]
+        );
+        // Renamed into an excluded name (`-"cali*"`): no longer learned; and back.
+        st.on_kernel(KernelMessage::NewLink(link(7, "cali7")));
+        assert_eq!(
+            events(&mut st),
+            vec![
+                FibEvent::Link(link(7, "cali7")),
+                FibEvent::LearnedRemoved(named("veth7", "10.7.0.0/24"))
+            ]
+        );
+        st.on_kernel(KernelMessage::NewLink(link(7, "eth7")));
+        assert_eq!(
+            events(&mut st),
+            vec![
+                FibEvent::Link(link(7, "eth7")),
+                FibEvent::LearnedAdded(named("eth7", "10.7.0.0/24"))
+            ]
+        );
+        // The link is deleted: its IPv4 routes went silently, so they are no longer learned.
+        st.on_kernel(KernelMessage::DelLink(link(7, "eth7")));
+        assert_eq!(
+            events(&mut st),
+            vec![
+                FibEvent::LinkRemoved(link(7, "eth7")),
+                FibEvent::LearnedRemoved(named("eth7", "10.7.0.0/24"))
+            ]
+        );
+        // A dump after a resync replaces the others' routes too.
+        st.on_kernel(KernelMessage::NewRoute(reported(on(2, "10.5.0.0/24"))));
+        st.on_kernel(KernelMessage::NewRoute(reported(on(2, "10.6.0.0/24"))));
+        events(&mut st);
+        st.load_routes(vec![reported(on(2, "10.6.0.0/24"))]);
+        assert_eq!(
+            events(&mut st),
+            vec![FibEvent::LearnedRemoved(named("eth0", "10.5.0.0/24"))]
+        );
+    }
+
+    #[test]
     fn connected_prefixes_follow_addresses_links_and_globs() {
         let mut st = FibState::new(config());
         let addr = |i: u32, a: &str| Address {
@@ -1009,6 +1728,8 @@ mod tests {
             Write(usize),
             /// Someone else deletes the kernel route at this key.
             Tamper(u8),
+            /// Time passes (milliseconds).
+            Wait(u16),
         }
 
         fn step() -> impl Strategy<Value = Step> {
@@ -1017,6 +1738,7 @@ mod tests {
                 (0u8..6).prop_map(Step::Remove),
                 (1usize..5).prop_map(Step::Write),
                 (0u8..6).prop_map(Step::Tamper),
+                (0u16..3000).prop_map(Step::Wait),
             ]
         }
 
@@ -1041,7 +1763,8 @@ mod tests {
         }
 
         proptest! {
-            /// Whatever happens, once the queue is drained the kernel holds exactly the
+            /// Whatever happens — flaps, damping, fights with another writer — once the queue
+            /// is drained and held writes have come due, the kernel holds exactly the
             /// desired routes, and no write ever repeats what the kernel already has.
             #[test]
             fn the_kernel_converges_to_the_desired_set(steps in proptest::collection::vec(step(), 0..60)) {
@@ -1070,10 +1793,11 @@ mod tests {
                             }
                             apply(&mut kernel, &mut st, ops);
                         }
+                        Step::Wait(ms) => {
+                            now += Duration::from_millis(u64::from(ms));
+                            st.handle_timeout(now);
+                        }
                         Step::Tamper(k) => {
-                            // Far apart in time: never a fight (see MAX_RESTORES).
-                            now += RESTORE_WINDOW * 2;
-                            st.advance(now);
                             if let Some(r) = kernel.remove(&route(k, 0).key()) {
                                 st.on_kernel(KernelMessage::DelRoute(reported(r)));
                             }
@@ -1083,7 +1807,12 @@ mod tests {
                 loop {
                     let ops = st.poll_ops(3);
                     if ops.is_empty() {
-                        break;
+                        // Held writes (damping) are due later: let the time come.
+                        match st.poll_timeout() {
+                            Some(t) => st.handle_timeout(t),
+                            None => break,
+                        }
+                        continue;
                     }
                     apply(&mut kernel, &mut st, ops);
                 }
