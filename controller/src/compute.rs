@@ -1018,6 +1018,7 @@ pub fn compute(model: &Model, env: &NodeEnv) -> Result<DesiredConfig, ComputeErr
                         reachable_by: None,
                         import: pb.peer_import(&[], &present, family, nrp_f),
                         export: pb.peer_export(&[], &present, family, nrp_f),
+                        max_prefixes: None,
                     });
                 }
             }
@@ -1533,6 +1534,7 @@ fn build_peer(
         reachable_by: p.reachable_by.parse().ok(),
         import: pb.peer_import(&p.filters, present, family, nrp),
         export: pb.peer_export(&p.filters, present, family, nrp),
+        max_prefixes: None,
     })
 }
 

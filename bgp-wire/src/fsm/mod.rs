@@ -349,7 +349,16 @@ impl Session {
                 }
             }
             Event::Stop { subcode, message } => {
-                let n = Notification::cease_with_communication(subcode, &message);
+                // RFC 8203 communications belong to Administrative Shutdown and Reset only;
+                // other Cease subcodes (e.g. RFC 4486 Maximum Number of Prefixes) carry none.
+                let n = if matches!(
+                    subcode,
+                    CeaseSubcode::AdministrativeShutdown | CeaseSubcode::AdministrativeReset
+                ) {
+                    Notification::cease_with_communication(subcode, &message)
+                } else {
+                    Notification::new(ErrorCode::Cease, subcode)
+                };
                 self.reason = Reason::AdminStop(n.clone());
                 self.enabled = false;
                 self.shut_all(&n, &mut out);

@@ -208,6 +208,25 @@ pub struct Peer {
     pub import: String,
     /// Export policy name, or `"all"`/`"none"`.
     pub export: String,
+    /// Limit on the routes accepted from this peer (RFC 4486); `None` = no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prefixes: Option<MaxPrefixes>,
+}
+
+/// A per-peer prefix limit, like BIRD's `import limit N action restart` or FRR's
+/// `maximum-prefix N restart M`. Counts the routes accepted after the import policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaxPrefixes {
+    /// More accepted routes than this closes the session with Cease / Maximum Number of
+    /// Prefixes Reached (RFC 4486 subcode 1).
+    pub limit: u32,
+    /// Seconds until the session is started again; `None` = it stays down until an operator
+    /// enables it.
+    #[serde(default)]
+    pub restart_after: Option<u32>,
+    /// Only log a warning when the limit is crossed (the session stays up).
+    #[serde(default)]
+    pub warning_only: bool,
 }
 
 fn yes() -> bool {
@@ -464,6 +483,7 @@ mod tests {
                 reachable_by: None,
                 import: "calico_import".into(),
                 export: policy::NONE.into(),
+                max_prefixes: None,
             }],
             policies,
             blackholes: vec!["192.168.221.64/26".parse().unwrap()],

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bgp_wire::fsm::{Negotiated, Reason, State};
 use bgp_wire::iana::{CeaseSubcode, ErrorCode};
@@ -29,7 +29,10 @@ use tokio::task::JoinHandle;
 
 use crate::diff::{self, PeerChange};
 use crate::session::{self, Control, SessionHandle, Tagged};
-use crate::{ApplySummary, Error, Event, PeerStatus, RouteEntry, RouteFrom, SpeakerOptions};
+use crate::{
+    ApplySummary, Error, Event, FibStats, PeerAdmin, PeerStatus, RouteEntry, RouteFrom,
+    SpeakerOptions, SpeakerStatus,
+};
 
 /// Requests from the [`Speaker`](crate::Speaker) handle.
 pub(crate) enum Request {
@@ -39,6 +42,14 @@ pub(crate) enum Request {
     ),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Routes(Option<Prefix>, oneshot::Sender<Vec<RouteEntry>>),
+    AllRoutes(oneshot::Sender<Vec<RouteEntry>>),
+    Admin(
+        String,
+        PeerAdmin,
+        String,
+        oneshot::Sender<Result<(), Error>>,
+    ),
+    Status(oneshot::Sender<SpeakerStatus>),
     Listening(oneshot::Sender<Vec<SocketAddr>>),
     Config(oneshot::Sender<Option<DesiredConfig>>),
     Shutdown(String, oneshot::Sender<()>),
@@ -57,15 +68,24 @@ struct PeerSlot {
     local_address: IpAddr,
     state: State,
     since: Instant,
+    since_wall: SystemTime,
     established_at: Option<Instant>,
+    /// Administratively enabled (false after `disable`).
+    enabled: bool,
+    /// Held down by its prefix limit; started again at `restart_at` (or by `enable`).
+    limited: bool,
+    restart_at: Option<Instant>,
     negotiated: Option<Arc<Negotiated>>,
     encode: Option<EncodeContext>,
     end_of_rib: bool,
     overflowed: bool,
     updates_received: u64,
+    messages_received: u64,
     messages_sent: u64,
     established_count: u64,
+    flaps: u64,
     last_error: Option<String>,
+    last_error_code: Option<(u8, u8)>,
 }
 
 struct FibGlue {
@@ -95,6 +115,10 @@ pub(crate) struct Core {
     kernel_routes: HashMap<IpNet, BTreeMap<u32, RouteAttrs>>,
     /// Connected networks: prefix → interface name.
     connected: HashMap<IpNet, RouteAttrs>,
+    started: SystemTime,
+    last_reconfigured: Option<SystemTime>,
+    fib_operations: u64,
+    fib_errors: u64,
 }
 
 async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
@@ -124,13 +148,17 @@ impl Core {
             new_fib_events: None,
             kernel_routes: HashMap::new(),
             connected: HashMap::new(),
+            started: SystemTime::now(),
+            last_reconfigured: None,
+            fib_operations: 0,
+            fib_errors: 0,
         }
     }
 
     pub(crate) async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
         let mut fib_events: Option<mpsc::Receiver<FibEvent>> = None;
         loop {
-            let timeout = self.rib.poll_timeout();
+            let timeout = earliest(self.rib.poll_timeout(), self.next_restart());
             tokio::select! {
                 r = requests.recv() => match r {
                     Some(Request::Shutdown(message, done)) => {
@@ -172,7 +200,11 @@ impl Core {
                         fib_events = None;
                     }
                 },
-                _ = sleep_until(timeout) => self.rib.tick(Instant::now()),
+                _ = sleep_until(timeout) => {
+                    let now = Instant::now();
+                    self.rib.tick(now);
+                    self.restart_limited(now);
+                }
             }
             if let Some(rx) = self.new_fib_events.take() {
                 fib_events = Some(rx);
@@ -188,6 +220,9 @@ impl Core {
         match r {
             Request::Apply(c, reply) => {
                 let res = self.apply(*c).await;
+                if res.is_ok() {
+                    self.last_reconfigured = Some(SystemTime::now());
+                }
                 let _ = reply.send(res);
             }
             Request::Peers(reply) => {
@@ -195,6 +230,15 @@ impl Core {
             }
             Request::Routes(prefix, reply) => {
                 let _ = reply.send(self.route_entries(prefix));
+            }
+            Request::AllRoutes(reply) => {
+                let _ = reply.send(self.all_route_entries());
+            }
+            Request::Admin(name, op, message, reply) => {
+                let _ = reply.send(self.admin(&name, op, &message));
+            }
+            Request::Status(reply) => {
+                let _ = reply.send(self.status());
             }
             Request::Listening(reply) => {
                 let addrs = self
@@ -466,15 +510,22 @@ impl Core {
                 local_address: session::local_address(c, p),
                 state: State::Idle,
                 since: now,
+                since_wall: SystemTime::now(),
                 established_at: None,
+                enabled: true,
+                limited: false,
+                restart_at: None,
                 negotiated: None,
                 encode: None,
                 end_of_rib: false,
                 overflowed: false,
                 updates_received: 0,
+                messages_received: 0,
                 messages_sent: 0,
                 established_count: 0,
+                flaps: 0,
                 last_error: None,
+                last_error_code: None,
             },
         );
         Ok(())
@@ -556,6 +607,7 @@ impl Core {
             SessionEvent::StateChange { from, to, reason } => {
                 slot.state = to;
                 slot.since = now;
+                slot.since_wall = SystemTime::now();
                 if matches!(
                     reason,
                     Reason::NotificationReceived(_)
@@ -563,6 +615,12 @@ impl Core {
                         | Reason::ConnectFailed
                 ) {
                     slot.last_error = Some(reason.to_string());
+                }
+                if let Reason::NotificationReceived(n)
+                | Reason::NotificationSent(n)
+                | Reason::AdminStop(n) = &reason
+                {
+                    slot.last_error_code = Some((u8::from(n.code), n.subcode));
                 }
                 tracing::info!(peer = %t.name, %from, %to, %reason, "session state");
                 let _ = self.events.send(Event::PeerState {
@@ -592,13 +650,23 @@ impl Core {
                     }
                     _ => false,
                 };
+                if slot.established_at.is_some() {
+                    slot.flaps += 1;
+                }
                 slot.encode = None;
                 slot.established_at = None;
                 slot.last_error = Some(reason.to_string());
+                if let Reason::NotificationReceived(n)
+                | Reason::NotificationSent(n)
+                | Reason::AdminStop(n) = &reason
+                {
+                    slot.last_error_code = Some((u8::from(n.code), n.subcode));
+                }
                 let how = if hard { Down::Hard } else { Down::Graceful };
                 let _ = self.rib.peer_down(id, now, how);
             }
             SessionEvent::Received(mut decoded) => {
+                slot.messages_received += 1;
                 for e in &decoded.errors {
                     tracing::warn!(peer = %t.name, error = %e, "RFC 7606 error in UPDATE");
                 }
@@ -619,6 +687,7 @@ impl Core {
                                 slot.end_of_rib = true;
                             }
                             self.rib.apply_update(id, u);
+                            self.check_prefix_limit(&t.name, now);
                         }
                     }
                     Message::RouteRefresh(_) => self.rib.route_refresh(id),
@@ -678,6 +747,7 @@ impl Core {
                 self.rib.withdraw_local(Local::Direct, to_prefix(&c.prefix));
             }
             FibEvent::RouteFailed { key, error } => {
+                self.fib_errors += 1;
                 tracing::warn!(route = %key, %error, "kernel route not installed");
                 let _ = self.events.send(Event::KernelRouteFailed {
                     prefix: key.prefix,
@@ -778,6 +848,14 @@ impl Core {
         for ch in changes {
             match ch {
                 FibChange::Install(r) => {
+                    if self.events.receiver_count() > 0 {
+                        let best = self.rib.best(r.prefix);
+                        let _ = self.events.send(Event::BestPath {
+                            prefix: r.prefix,
+                            next_hop: r.next_hops.first().copied(),
+                            from: best.map(|b| source_of(&self.by_id, b.source)),
+                        });
+                    }
                     let route = kernel_route(c, &r);
                     let key = route.key();
                     if let Some(old) = fib.installed.insert(r.prefix, key)
@@ -792,7 +870,13 @@ impl Core {
                     set.push(route);
                 }
                 FibChange::Remove(p) => {
+                    let _ = self.events.send(Event::BestPath {
+                        prefix: p,
+                        next_hop: None,
+                        from: None,
+                    });
                     if let Some(key) = fib.installed.remove(&p) {
+                        self.fib_operations += 1;
                         fib.handle.remove(key);
                         let _ = self.events.send(Event::KernelRoute {
                             prefix: key.prefix,
@@ -802,6 +886,7 @@ impl Core {
                 }
             }
         }
+        self.fib_operations += set.len() as u64;
         fib.handle.set_all(set);
     }
 
@@ -814,9 +899,12 @@ impl Core {
         if fib.converged || self.running.is_none() {
             return;
         }
+        // Peers held down (disabled or prefix-limited) send nothing: they do not hold back
+        // convergence.
         if self
             .peers
             .values()
+            .filter(|s| s.enabled && !s.limited)
             .all(|s| s.encode.is_some() && s.end_of_rib)
         {
             fib.converged = true;
@@ -829,60 +917,235 @@ impl Core {
 
     fn peer_status(&self) -> Vec<PeerStatus> {
         let now = Instant::now();
+        let asn = self.rib.config().asn;
+        // Adj-RIB-Out sizes per update group (members share one).
+        let mut out_sizes: HashMap<u32, usize> = HashMap::new();
         self.peers
             .values()
-            .map(|s| PeerStatus {
-                name: s.cfg.name.clone(),
-                address: s.cfg.address,
-                remote_as: s.cfg.remote_as,
-                state: s.state,
-                since: now.saturating_duration_since(s.since),
-                uptime: s.established_at.map(|t| now.saturating_duration_since(t)),
-                established_count: s.established_count,
-                updates_received: s.updates_received,
-                messages_sent: s.messages_sent,
-                prefixes_received: self.rib.peer_paths(s.id),
-                peer_router_id: s.negotiated.as_ref().map(|n| n.peer_id),
-                last_error: s.last_error.clone(),
+            .map(|s| {
+                let advertised = match self.rib.group_of(s.id) {
+                    Some(g) => *out_sizes
+                        .entry(g)
+                        .or_insert_with(|| self.rib.adj_rib_out(s.id).len()),
+                    None => 0,
+                };
+                let local_as = s.cfg.effective_local_as(asn);
+                PeerStatus {
+                    name: s.cfg.name.clone(),
+                    address: s.cfg.address,
+                    remote_as: s.cfg.remote_as,
+                    state: s.state,
+                    since: now.saturating_duration_since(s.since),
+                    uptime: s.established_at.map(|t| now.saturating_duration_since(t)),
+                    since_wall: s.since_wall,
+                    enabled: s.enabled && !s.limited,
+                    local_as,
+                    local_address: s.local_address,
+                    internal: local_as == s.cfg.remote_as,
+                    route_reflector_client: s.cfg.rr_client,
+                    established_count: s.established_count,
+                    flaps: s.flaps,
+                    updates_received: s.updates_received,
+                    messages_received: s.messages_received,
+                    messages_sent: s.messages_sent,
+                    updates_sent: s.messages_sent,
+                    prefixes_received: self.rib.pre_policy_paths(s.id),
+                    prefixes_accepted: self.rib.peer_paths(s.id),
+                    prefixes_advertised: advertised,
+                    max_prefixes: s.cfg.max_prefixes.as_ref().map(|m| m.limit),
+                    peer_router_id: s.negotiated.as_ref().map(|n| n.peer_id),
+                    negotiated: s.established_at.and(s.negotiated.as_ref()).cloned(),
+                    last_error: s.last_error.clone(),
+                    last_error_code: s.last_error_code,
+                }
             })
             .collect()
     }
 
-    fn route_entries(&self, prefix: Option<Prefix>) -> Vec<RouteEntry> {
-        let from = |src: rib::Source| match src {
-            rib::Source::Peer(id) => RouteFrom::Peer(
-                self.by_id
-                    .get(&id)
-                    .map(|n| n.to_string())
-                    .unwrap_or_default(),
-            ),
-            rib::Source::Local(Local::Static) => RouteFrom::Static,
-            rib::Source::Local(Local::Kernel) => RouteFrom::Kernel,
-            rib::Source::Local(Local::Direct) => RouteFrom::Direct,
-        };
-        let entry = |p: Prefix, r: rib::RouteInfo| RouteEntry {
+    fn entry(&self, p: Prefix, r: rib::RouteInfo) -> RouteEntry {
+        RouteEntry {
             prefix: p,
-            from: from(r.source),
+            from: source_of(&self.by_id, r.source),
             next_hop: r.attrs.next_hop(),
             best: r.best,
             multipath: r.multipath,
             stale: r.stale || r.llgr_stale,
             attrs: r.attrs,
-        };
+        }
+    }
+
+    fn route_entries(&self, prefix: Option<Prefix>) -> Vec<RouteEntry> {
         match prefix {
             Some(p) => self
                 .rib
                 .routes(p)
                 .into_iter()
-                .map(|r| entry(p, r))
+                .map(|r| self.entry(p, r))
                 .collect(),
             None => self
                 .rib
                 .best_routes()
                 .into_iter()
-                .map(|(p, r)| entry(p, r))
+                .map(|(p, r)| self.entry(p, r))
                 .collect(),
         }
+    }
+
+    fn all_route_entries(&self) -> Vec<RouteEntry> {
+        let mut out = Vec::with_capacity(self.rib.len());
+        for (p, _) in self.rib.best_routes() {
+            for r in self.rib.routes(p) {
+                out.push(self.entry(p, r));
+            }
+        }
+        out
+    }
+
+    fn status(&self) -> SpeakerStatus {
+        let graceful = self
+            .running
+            .as_ref()
+            .is_some_and(|c| c.kernel.graceful_restart);
+        let mut paths = 0;
+        for (p, _) in self.rib.best_routes() {
+            paths += self.rib.routes(p).len();
+        }
+        SpeakerStatus {
+            router_id: self.rib.config().router_id,
+            asn: self.rib.config().asn,
+            started: self.started,
+            last_reconfigured: self.last_reconfigured,
+            graceful_restart_recovery: graceful && self.fib.as_ref().is_some_and(|f| !f.converged),
+            rib_destinations: self.rib.len(),
+            rib_paths: paths,
+            rib_attribute_sets: self.rib.attribute_sets(),
+            fib: self.fib.as_ref().map(|f| FibStats {
+                installed: f.installed.len(),
+                operations: self.fib_operations,
+                errors: self.fib_errors,
+            }),
+        }
+    }
+
+    // ===== administration =====
+
+    fn admin(&mut self, name: &str, op: PeerAdmin, message: &str) -> Result<(), Error> {
+        let Some(slot) = self.peers.get_mut(name) else {
+            return Err(Error::UnknownPeer(name.to_string()));
+        };
+        let cmd = match op {
+            PeerAdmin::Disable => {
+                slot.enabled = false;
+                slot.restart_at = None;
+                Command::Stop {
+                    subcode: CeaseSubcode::AdministrativeShutdown,
+                    message: message.to_string(),
+                }
+            }
+            PeerAdmin::Enable => {
+                if slot.enabled && !slot.limited {
+                    return Ok(());
+                }
+                slot.enabled = true;
+                slot.limited = false;
+                slot.restart_at = None;
+                Command::Start
+            }
+            PeerAdmin::Restart => {
+                slot.enabled = true;
+                slot.limited = false;
+                slot.restart_at = None;
+                if slot.state == State::Idle {
+                    Command::Start
+                } else {
+                    Command::Reset {
+                        message: message.to_string(),
+                    }
+                }
+            }
+        };
+        tracing::info!(peer = %name, ?op, "administrative action");
+        slot.handle
+            .control
+            .try_send(Control::Command(cmd))
+            .map_err(|_| Error::Peer(format!("{name}: session task busy or gone")))
+    }
+
+    /// RFC 4486: more accepted routes than the limit closes the session with Cease /
+    /// Maximum Number of Prefixes Reached; it starts again after `restart_after`.
+    fn check_prefix_limit(&mut self, name: &Arc<str>, now: Instant) {
+        let Some(slot) = self.peers.get_mut(name) else {
+            return;
+        };
+        let Some(max) = slot.cfg.max_prefixes.as_ref() else {
+            return;
+        };
+        if slot.limited {
+            return;
+        }
+        let n = self.rib.peer_paths(slot.id);
+        if n <= max.limit as usize {
+            return;
+        }
+        if max.warning_only {
+            if slot.last_error.as_deref() != Some("prefix limit exceeded") {
+                tracing::warn!(peer = %name, routes = n, limit = max.limit, "prefix limit exceeded");
+                slot.last_error = Some("prefix limit exceeded".into());
+            }
+            return;
+        }
+        tracing::warn!(peer = %name, routes = n, limit = max.limit,
+            restart_after = ?max.restart_after, "prefix limit exceeded: closing the session");
+        slot.limited = true;
+        slot.restart_at = max
+            .restart_after
+            .map(|s| now + Duration::from_secs(u64::from(s.max(1))));
+        slot.last_error = Some(format!("prefix limit {} exceeded", max.limit));
+        let _ = slot
+            .handle
+            .control
+            .try_send(Control::Command(Command::Stop {
+                subcode: CeaseSubcode::MaximumPrefixesReached,
+                message: String::new(),
+            }));
+    }
+
+    fn next_restart(&self) -> Option<Instant> {
+        self.peers.values().filter_map(|s| s.restart_at).min()
+    }
+
+    fn restart_limited(&mut self, now: Instant) {
+        for (name, slot) in self.peers.iter_mut() {
+            if slot.restart_at.is_some_and(|t| t <= now) {
+                slot.restart_at = None;
+                slot.limited = false;
+                if slot.enabled {
+                    tracing::info!(peer = %name, "prefix limit hold-down over: starting the session");
+                    let _ = slot
+                        .handle
+                        .control
+                        .try_send(Control::Command(Command::Start));
+                }
+            }
+        }
+    }
+}
+
+fn source_of(by_id: &HashMap<PeerId, Arc<str>>, src: rib::Source) -> RouteFrom {
+    match src {
+        rib::Source::Peer(id) => {
+            RouteFrom::Peer(by_id.get(&id).map(|n| n.to_string()).unwrap_or_default())
+        }
+        rib::Source::Local(Local::Static) => RouteFrom::Static,
+        rib::Source::Local(Local::Kernel) => RouteFrom::Kernel,
+        rib::Source::Local(Local::Direct) => RouteFrom::Direct,
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

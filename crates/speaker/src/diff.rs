@@ -14,8 +14,9 @@ pub enum PeerChange {
     /// Nothing differs.
     Unchanged,
     /// Only fields the protocol can change live differ (policies, next-hop mode, reflection,
-    /// `allow_local_as`): the RIB is reconfigured, the session stays up. Export changes re-run
-    /// export; import changes re-run import from the pre-policy table or send ROUTE-REFRESH.
+    /// `allow_local_as`, the prefix limit): the RIB is reconfigured, the session stays up.
+    /// Export changes re-run export; import changes re-run import from the pre-policy table or
+    /// send ROUTE-REFRESH.
     Live,
     /// A field the OPEN or the transport carries differs (AS, address, password, timers,
     /// capabilities, ...): that one session is reset.
@@ -38,6 +39,7 @@ pub fn peer_change(old: &Peer, new: &Peer) -> PeerChange {
     live.allow_local_as = new.allow_local_as;
     live.kind = new.kind;
     live.reachable_by = new.reachable_by;
+    live.max_prefixes.clone_from(&new.max_prefixes);
     if &live == new {
         PeerChange::Live
     } else {
@@ -125,6 +127,7 @@ mod tests {
             reachable_by: None,
             import: "all".into(),
             export: "all".into(),
+            max_prefixes: None,
         }
     }
 

@@ -101,10 +101,10 @@ mod session;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bgp_wire::Prefix;
-use bgp_wire::fsm::State;
+use bgp_wire::fsm::{Negotiated, State};
 use ipnet::IpNet;
 use rib::RouteAttrs;
 use tern_config::DesiredConfig;
@@ -154,6 +154,55 @@ pub enum Error {
     /// The speaker has stopped.
     #[error("the speaker has stopped")]
     Stopped,
+    /// No peer has this name.
+    #[error("no such peer: {0}")]
+    UnknownPeer(String),
+}
+
+/// Administrative control of one session (BIRD's `disable`, `enable`, `restart`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerAdmin {
+    /// Close the session (Cease / Administrative Shutdown) and keep it down.
+    Disable,
+    /// Start a disabled (or prefix-limited) session again.
+    Enable,
+    /// Close the session (Cease / Administrative Reset) and start it again.
+    Restart,
+}
+
+/// Node-level state, for `show status`-like queries and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpeakerStatus {
+    /// BGP identifier of the running configuration (0.0.0.0 before the first apply).
+    pub router_id: Ipv4Addr,
+    /// Local AS of the running configuration.
+    pub asn: u32,
+    /// When the engine started.
+    pub started: SystemTime,
+    /// When the last configuration was applied.
+    pub last_reconfigured: Option<SystemTime>,
+    /// Graceful-restart recovery: kernel routes of a previous run are kept until every
+    /// peer has sent End-of-RIB (BIRD reports this as `0024`).
+    pub graceful_restart_recovery: bool,
+    /// Destinations in the Loc-RIB.
+    pub rib_destinations: usize,
+    /// Paths in the Loc-RIB (all peers and local sources).
+    pub rib_paths: usize,
+    /// Distinct interned attribute sets.
+    pub rib_attribute_sets: usize,
+    /// Kernel programming counters, when the FIB is on.
+    pub fib: Option<FibStats>,
+}
+
+/// Kernel programming counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FibStats {
+    /// Our routes in the kernel (as requested of the FIB driver).
+    pub installed: usize,
+    /// Route writes (installs and removals) handed to the FIB driver.
+    pub operations: u64,
+    /// Routes the kernel refused.
+    pub errors: u64,
 }
 
 /// What an [`apply`](Speaker::apply) did, by peer name.
@@ -192,18 +241,47 @@ pub struct PeerStatus {
     pub since: Duration,
     /// Time since the session was established, while it is.
     pub uptime: Option<Duration>,
+    /// Wall-clock time at which the current state began.
+    pub since_wall: SystemTime,
+    /// False after [`PeerAdmin::Disable`] (or while held down by its prefix limit).
+    pub enabled: bool,
+    /// Local AS on this session.
+    pub local_as: u32,
+    /// Local address of the session (the next hop we announce as "self").
+    pub local_address: IpAddr,
+    /// iBGP session.
+    pub internal: bool,
+    /// The peer is a route-reflector client of ours.
+    pub route_reflector_client: bool,
     /// How many times the session reached Established.
     pub established_count: u64,
+    /// Established sessions that went down.
+    pub flaps: u64,
     /// UPDATE messages received.
     pub updates_received: u64,
+    /// Messages received after the OPEN exchange (UPDATE, ROUTE-REFRESH).
+    pub messages_received: u64,
     /// UPDATE messages queued to the peer.
     pub messages_sent: u64,
-    /// Paths accepted from the peer (post-policy Adj-RIB-In).
+    /// UPDATE messages queued to the peer (same count as `messages_sent`: keepalives are the
+    /// session driver's and not counted).
+    pub updates_sent: u64,
+    /// Paths kept from the peer before import policy (0 unless the pre-policy table is kept).
     pub prefixes_received: usize,
+    /// Paths accepted from the peer (post-policy Adj-RIB-In).
+    pub prefixes_accepted: usize,
+    /// Routes in the Adj-RIB-Out towards the peer (its update group's).
+    pub prefixes_advertised: usize,
+    /// Configured prefix limit.
+    pub max_prefixes: Option<u32>,
     /// The peer's BGP identifier, once known.
     pub peer_router_id: Option<Ipv4Addr>,
+    /// What was negotiated, while Established.
+    pub negotiated: Option<Arc<Negotiated>>,
     /// The last error (NOTIFICATION sent or received, connection failure, ...).
     pub last_error: Option<String>,
+    /// Code and subcode of the last NOTIFICATION sent or received.
+    pub last_error_code: Option<(u8, u8)>,
 }
 
 /// Where a route came from.
@@ -263,6 +341,17 @@ pub enum Event {
         prefix: IpNet,
         /// Installed (or removed).
         installed: bool,
+    },
+    /// The best path of a destination changed (`next_hop` and `from` are `None` when the
+    /// destination became unreachable). Reported for destinations that reach the kernel
+    /// policy, i.e. with the FIB on.
+    BestPath {
+        /// Destination.
+        prefix: Prefix,
+        /// Next hop of the new best path.
+        next_hop: Option<IpAddr>,
+        /// Source of the new best path.
+        from: Option<RouteFrom>,
     },
     /// The kernel refused a route.
     KernelRouteFailed {
@@ -324,6 +413,23 @@ impl Speaker {
     /// Every path to `prefix`, best first.
     pub async fn routes_for(&self, prefix: Prefix) -> Result<Vec<RouteEntry>, Error> {
         self.ask(|tx| Request::Routes(Some(prefix), tx)).await
+    }
+
+    /// Every path of every destination (best first within a destination), sorted by prefix.
+    pub async fn all_routes(&self) -> Result<Vec<RouteEntry>, Error> {
+        self.ask(Request::AllRoutes).await
+    }
+
+    /// Disables, enables or restarts one session; `message` is the shutdown communication
+    /// (RFC 9003) sent with disable and restart.
+    pub async fn peer_admin(&self, name: &str, op: PeerAdmin, message: &str) -> Result<(), Error> {
+        let (name, message) = (name.to_string(), message.to_string());
+        self.ask(|tx| Request::Admin(name, op, message, tx)).await?
+    }
+
+    /// Node-level status and counters.
+    pub async fn status(&self) -> Result<SpeakerStatus, Error> {
+        self.ask(Request::Status).await
     }
 
     /// The addresses the speaker listens on (useful with port 0).

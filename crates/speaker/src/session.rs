@@ -21,6 +21,7 @@ use tern_config::policy::Family as ConfigFamily;
 use tern_config::{AddPaths, DesiredConfig, Peer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// Encoded UPDATEs queued per peer before its session is reset for being too slow.
 pub const DATA_QUEUE: usize = 1024;
@@ -164,7 +165,10 @@ pub fn spawn(
     let peer = endpoint.add_peer(config)?;
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
-    let task = tokio::spawn(bridge(peer, name, generation, control_rx, data_rx, to_core));
+    // Every log line of this session's bridge carries the peer's name.
+    let span = tracing::info_span!("peer", name = %name);
+    let task =
+        tokio::spawn(bridge(peer, name, generation, control_rx, data_rx, to_core).instrument(span));
     Ok(SessionHandle {
         control: control_tx,
         data: data_tx,
