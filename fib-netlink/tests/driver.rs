@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::{RouteMonitor, add_tunl0, lab, routes};
 use fib_netlink::{
-    Fib, FibConfig, FibEvent, FibHandle, InterfacePatterns, NextHop, Reconcile, Route, RouteError,
+    Damping, Fib, FibConfig, FibEvent, FibHandle, InterfacePatterns, NextHop, Reconcile, Route,
+    RouteError,
 };
 use ipnet::IpNet;
 use tern_tests::{Netns, require_root};
@@ -794,4 +795,266 @@ fn routes_lost_with_a_deleted_device_come_back_with_it() {
         drop(handle);
         task.await.unwrap();
     });
+}
+
+/// Named learned routes and connected prefixes so far, from a stream of events.
+#[derive(Default, Debug)]
+struct Seen {
+    learned: HashSet<(IpNet, String)>,
+    connected: HashSet<(IpNet, String)>,
+}
+
+impl Seen {
+    fn take(&mut self, ev: &FibEvent) {
+        let named = |r: &Route| {
+            let dev = match &r.kind {
+                fib_netlink::RouteKind::Unicast { nexthops } => nexthops
+                    .first()
+                    .and_then(|n| n.dev.clone())
+                    .map_or(String::new(), |d| match d {
+                        fib_netlink::Device::Name(n) => n,
+                        fib_netlink::Device::Index(i) => format!("#{i}"),
+                    }),
+                _ => String::new(),
+            };
+            (r.prefix, dev)
+        };
+        match ev {
+            FibEvent::LearnedAdded(r) => {
+                self.learned.insert(named(r));
+            }
+            FibEvent::LearnedRemoved(r) => {
+                self.learned.remove(&named(r));
+            }
+            FibEvent::ConnectedAdded(c) => {
+                self.connected.insert((c.prefix, c.ifname.clone()));
+            }
+            FibEvent::ConnectedRemoved(c) => {
+                self.connected.remove(&(c.prefix, c.ifname.clone()));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn an_interface_created_after_start_is_learned_and_forgotten_with_its_routes() {
+    if !require_root("an_interface_created_after_start_is_learned_and_forgotten_with_its_routes") {
+        return;
+    }
+    let lab = lab("fibn");
+    let name = lab.ns.name().to_string();
+    in_ns(&lab.ns, move || async move {
+        // Learn only workload interfaces, as a node that imports Felix's routes would.
+        let patterns = InterfacePatterns::parse(r#""cali*""#).unwrap();
+        let (handle, mut events, task) = start(FibConfig {
+            learn: Some(patterns.clone()),
+            connected: Some(patterns),
+            ..immediate()
+        });
+        let mut seen = Seen::default();
+        event(&mut events, PATIENCE, |e| {
+            seen.take(e);
+            matches!(e, FibEvent::Reconciled { .. }).then_some(())
+        })
+        .await;
+        assert!(
+            seen.learned.is_empty() && seen.connected.is_empty(),
+            "{seen:?}"
+        );
+
+        // A workload interface appears later, created under another name and renamed (the
+        // way a CNI plugin may), then given an address and routes.
+        run(
+            &name,
+            &[
+                "link", "add", "tmp77", "type", "veth", "peer", "name", "wl77",
+            ],
+        );
+        run(&name, &["link", "set", "tmp77", "name", "cali77"]);
+        run(&name, &["link", "set", "cali77", "up"]);
+        run(&name, &["link", "set", "wl77", "up"]);
+        run(&name, &["addr", "add", "169.254.7.1/30", "dev", "cali77"]);
+        run(
+            &name,
+            &[
+                "route",
+                "add",
+                "10.65.7.1/32",
+                "dev",
+                "cali77",
+                "scope",
+                "link",
+            ],
+        );
+        run(
+            &name,
+            &["-6", "route", "add", "2001:db8:77::1/128", "dev", "cali77"],
+        );
+        let cali = |p: &str| (net(p), "cali77".to_string());
+        event(&mut events, PATIENCE, |e| {
+            seen.take(e);
+            (seen.learned.len() == 2 && seen.connected.len() == 1).then_some(())
+        })
+        .await;
+        assert_eq!(
+            seen.learned,
+            HashSet::from([cali("10.65.7.1/32"), cali("2001:db8:77::1/128")])
+        );
+        assert_eq!(seen.connected, HashSet::from([cali("169.254.7.0/30")]));
+
+        // Down: the kernel drops the IPv4 route without a notification; it is unlearned all
+        // the same (and the IPv6 one, which the kernel does announce).
+        run(&name, &["link", "set", "cali77", "down"]);
+        event(&mut events, PATIENCE, |e| {
+            seen.take(e);
+            (seen.learned.is_empty() && seen.connected.is_empty()).then_some(())
+        })
+        .await;
+
+        // Up again with its route, then deleted: forgotten again.
+        run(&name, &["link", "set", "cali77", "up"]);
+        run(
+            &name,
+            &[
+                "route",
+                "add",
+                "10.65.7.1/32",
+                "dev",
+                "cali77",
+                "scope",
+                "link",
+            ],
+        );
+        event(&mut events, PATIENCE, |e| {
+            seen.take(e);
+            (seen.learned.len() == 1 && seen.connected.len() == 1).then_some(())
+        })
+        .await;
+        assert_eq!(seen.learned, HashSet::from([cali("10.65.7.1/32")]));
+        run(&name, &["link", "del", "cali77"]);
+        event(&mut events, PATIENCE, |e| {
+            seen.take(e);
+            (seen.learned.is_empty() && seen.connected.is_empty()).then_some(())
+        })
+        .await;
+        // Nothing of it is left in the kernel to learn from either.
+        assert!(!show(&name).contains("10.65.7.1"), "{}", show(&name));
+        drop(handle);
+        task.await.unwrap();
+    });
+}
+
+#[test]
+fn a_flapping_route_is_damped_and_settles_to_its_last_state() {
+    if !require_root("a_flapping_route_is_damped_and_settles_to_its_last_state") {
+        return;
+    }
+    let lab = lab("fibd");
+    let mon = RouteMonitor::start(&lab.ns);
+    let name = lab.ns.name().to_string();
+    in_ns(&lab.ns, move || async move {
+        // Short times so the test settles quickly; the rules are the default ones.
+        let (handle, mut events, task) = start(FibConfig {
+            damping: Some(Damping {
+                hold_down: Duration::from_millis(200),
+                half_life: Duration::from_secs(1),
+                max_hold: Duration::from_secs(3),
+                ..Damping::default()
+            }),
+            ..immediate()
+        });
+        event(&mut events, PATIENCE, |e| {
+            matches!(e, FibEvent::Reconciled { .. }).then_some(())
+        })
+        .await;
+        let a = via("10.50.0.0/24", "192.0.2.2");
+        let steady = via("10.51.0.0/24", "192.0.2.2");
+        handle.set(a.clone());
+        handle.set(steady.clone());
+        until("the routes", PATIENCE, || {
+            show(&name).contains("10.50.0.0/24 via 192.0.2.2")
+        })
+        .await;
+        // A peer flapping: withdrawn and back every 50 ms, 40 times (80 writes undamped).
+        for _ in 0..40 {
+            handle.remove(a.key());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            handle.set(a.clone());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        // It ends with another next hop, which the kernel gets once the key has settled.
+        handle.set(via("10.50.0.0/24", "192.0.2.3"));
+        until("the last state", PATIENCE, || {
+            show(&name).contains("10.50.0.0/24 via 192.0.2.3")
+        })
+        .await;
+        assert!(show(&name).contains("10.51.0.0/24 via 192.0.2.2"));
+        drop(handle);
+        task.await.unwrap();
+    });
+    let lines = mon.lines_with("10.50.0.0/24");
+    eprintln!("{} kernel changes for 80 flaps", lines.len());
+    assert!(
+        lines.len() <= 8,
+        "{} kernel changes for 80 flaps:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    assert!(lines.last().unwrap().contains("via 192.0.2.3"), "{lines:?}");
+    assert_eq!(mon.lines_with("10.51.0.0/24").len(), 1);
+}
+
+#[test]
+fn a_daemon_fighting_over_our_route_is_backed_off_and_the_route_still_returns() {
+    if !require_root("a_daemon_fighting_over_our_route_is_backed_off_and_the_route_still_returns") {
+        return;
+    }
+    let lab = lab("fibf");
+    let mon = RouteMonitor::start(&lab.ns);
+    let name = lab.ns.name().to_string();
+    in_ns(&lab.ns, move || async move {
+        let (handle, mut events, task) = start(immediate());
+        handle.set(via("10.41.0.0/24", "192.0.2.2"));
+        let want = "10.41.0.0/24 via 192.0.2.2";
+        until("the route", PATIENCE, || show(&name).contains(want)).await;
+        // Another daemon deletes it every 20 ms for 2 s.
+        let fighter = {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let end = std::time::Instant::now() + Duration::from_secs(2);
+                while std::time::Instant::now() < end {
+                    let _ = std::process::Command::new("ip")
+                        .args(["-n", &name, "route", "del", "10.41.0.0/24", "proto", "bird"])
+                        .output();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        let contested = event(&mut events, PATIENCE, |e| match e {
+            FibEvent::RouteFailed { key, error } => Some((key.prefix, error.clone())),
+            _ => None,
+        })
+        .await;
+        assert_eq!(contested, (net("10.41.0.0/24"), RouteError::Contested));
+        tokio::task::spawn_blocking(move || fighter.join().unwrap())
+            .await
+            .unwrap();
+        // The fight is over: the route comes back at its next (backed-off) restore.
+        until("the route back after the fight", PATIENCE, || {
+            show(&name).contains(want)
+        })
+        .await;
+        drop(handle);
+        task.await.unwrap();
+    });
+    let ours = mon
+        .lines_with("10.41.0.0/24")
+        .into_iter()
+        .filter(|l| !l.starts_with("Deleted"))
+        .count();
+    eprintln!("{ours} writes of the contested route");
+    // Undamped, about 100 restores; backed off: the initial write, five at once, then
+    // 1 s and 2 s apart (and the last one).
+    assert!((7..=10).contains(&ours), "{ours} writes of the route");
 }
