@@ -483,11 +483,13 @@ impl Core {
             .add_peer(rib::PeerConfig::from_config(p))
             .map_err(|e| Error::Peer(e.to_string()))?;
         let name: Arc<str> = Arc::from(p.name.as_str());
+        let recovering =
+            c.kernel.graceful_restart && self.fib.as_ref().is_some_and(|f| !f.converged);
         self.next_generation += 1;
         let generation = self.next_generation;
         let handle = match session::spawn(
             endpoint,
-            session::wire_config(c, p),
+            session::wire_config(c, p, recovering),
             name.clone(),
             generation,
             self.session_tx.clone(),

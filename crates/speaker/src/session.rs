@@ -81,8 +81,11 @@ pub fn local_address(c: &DesiredConfig, p: &Peer) -> IpAddr {
         .unwrap_or(IpAddr::V4(c.router_id))
 }
 
-/// The driver configuration of a configured peer.
-pub fn wire_config(c: &DesiredConfig, p: &Peer) -> WireConfig {
+/// The driver configuration of a configured peer. `recovering`: this speaker restarted and
+/// keeps its previous kernel routes until it has converged (BIRD's `-R`): the OPEN carries
+/// the graceful-restart Restart State bit (RFC 4724 §3), so helpers keep our routes stale and
+/// send theirs without waiting for our End-of-RIB.
+pub fn wire_config(c: &DesiredConfig, p: &Peer, recovering: bool) -> WireConfig {
     let local_as = p.effective_local_as(c.asn);
     let mut s = SessionConfig::new(local_as, c.router_id, p.remote_as);
     s.passive = p.passive;
@@ -110,7 +113,7 @@ pub fn wire_config(c: &DesiredConfig, p: &Peer) -> WireConfig {
     if p.graceful_restart {
         let time = p.restart_time.unwrap_or(tern_config::DEFAULT_RESTART_TIME);
         s.capabilities.graceful_restart = Some(GracefulRestart {
-            restart_state: false,
+            restart_state: recovering,
             notification: true,
             restart_time: u16::try_from(time.min(4095)).unwrap_or(4095),
             families: families
