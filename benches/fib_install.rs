@@ -2,10 +2,16 @@
 //! the same routes, side by side, each in a fresh network namespace.
 //!
 //! `cargo bench -p tern-benches --bench fib_install` (as root; `FIB_BENCH_ROUTES` changes
-//! the default 100 000 routes, `FIB_BENCH_ROUNDS` the default 3 rounds, of which the best
-//! is kept for each tool, `FIB_BENCH_BATCH_BYTES` the writer's batch size,
-//! `FIB_BENCH_ONLY=writer|driver|ip` runs one part alone). Routes are IPv4 /32s `via 192.0.2.2 dev <veth> proto bird`,
-//! the shape of BGP-learned routes. Skips with a message when not root.
+//! the default 100 000 routes, `FIB_BENCH_ROUNDS` the default 3 rounds, alternating the
+//! tools, `FIB_BENCH_BATCH_BYTES` the writer's batch size, `FIB_BENCH_ONLY=writer|driver|ip`
+//! runs one part alone). Routes are IPv4 /32s `via 192.0.2.2 dev <veth> proto bird`, the
+//! shape of BGP-learned routes. Skips with a message when not root.
+//!
+//! Two clocks: wall time, and CPU time (user + system, which holds the kernel's work done
+//! inside `sendmsg`) — of this process for fib-netlink, of the `ip` child for `ip -batch`.
+//! On a machine shared with other work, wall time swings with the load (`ip` pays a
+//! wake-up per route, so its wall time suffers most); CPU time barely does. Each figure is
+//! the median of the rounds; the ratio is the median of the rounds' ratios.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -51,6 +57,49 @@ fn rate(n: u32, d: Duration) -> f64 {
     f64::from(n) / d.as_secs_f64()
 }
 
+/// Wall and CPU time of one operation.
+#[derive(Clone, Copy, Default)]
+struct Took {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// CPU time (user + system) used by this process so far.
+fn own_cpu() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_PROCESS_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
+}
+
+/// CPU time (user + system) of the children this process has waited for, from
+/// `/proc/self/stat` (`cutime`, `cstime`, in USER_HZ = 100 ticks a second).
+fn children_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(13) // state is field 3; cutime and cstime are fields 16 and 17
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+fn timed<T>(clock: fn() -> Duration, f: impl FnOnce() -> T) -> (T, Took) {
+    let (wall, cpu) = (Instant::now(), clock());
+    let out = f();
+    let took = Took {
+        wall: wall.elapsed(),
+        cpu: clock().saturating_sub(cpu),
+    };
+    (out, took)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
 fn count_bird_routes(ns: &Netns) -> usize {
     ns.ip(["-4", "route", "show", "proto", "bird"])
         .lines()
@@ -58,7 +107,7 @@ fn count_bird_routes(ns: &Netns) -> usize {
 }
 
 /// Installs, replaces and deletes `n` routes with fib-netlink; returns the three times.
-fn tern(n: u32) -> [Duration; 3] {
+fn tern(n: u32) -> [Took; 3] {
     let (ns, _peer, dev) = fresh("fbt");
     let times = ns.run_in(move || {
         let mut sock = RouteSocket::new().expect("netlink socket");
@@ -86,11 +135,10 @@ fn tern(n: u32) -> [Duration; 3] {
                 protocol: PROTOCOL_BIRD,
             })
             .collect();
-        let mut times = [Duration::ZERO; 3];
+        let mut times = [Took::default(); 3];
         for (t, ops) in times.iter_mut().zip([&install, &replace, &delete]) {
-            let start = Instant::now();
-            let results = sock.write(ops).expect("write");
-            *t = start.elapsed();
+            let results;
+            (results, *t) = timed(own_cpu, || sock.write(ops).expect("write"));
             let failed = results.iter().filter(|r| r.is_err()).count();
             assert_eq!(failed, 0, "{failed} routes failed");
         }
@@ -144,7 +192,7 @@ fn driver(n: u32) -> Duration {
 }
 
 /// The same with `ip -batch` files.
-fn ip_batch(n: u32) -> [Duration; 3] {
+fn ip_batch(n: u32) -> [Took; 3] {
     let (ns, _peer, dev) = fresh("fbi");
     let dir = TempDir::new("fbip");
     let script = |verb: &str, gw: &str| {
@@ -164,11 +212,11 @@ fn ip_batch(n: u32) -> [Duration; 3] {
         script("replace", "192.0.2.3"),
         script("del", ""),
     ];
-    let mut times = [Duration::ZERO; 3];
+    let mut times = [Took::default(); 3];
     for (i, (t, file)) in times.iter_mut().zip(&files).enumerate() {
-        let start = Instant::now();
-        ns.ip(["-batch".as_ref(), file.as_os_str()]);
-        *t = start.elapsed();
+        ((), *t) = timed(children_cpu, || {
+            ns.ip(["-batch".as_ref(), file.as_os_str()]);
+        });
         if i == 0 {
             assert_eq!(count_bird_routes(&ns), n as usize);
         }
@@ -191,60 +239,61 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3)
         .max(1);
-    // Alternate the two tools and keep each one's best round: on a shared machine the
-    // noise only ever slows a run down.
-    let mut t = [Duration::MAX; 3];
-    let mut ip = [Duration::MAX; 3];
-    let mut d = Duration::MAX;
+    // Alternate the tools, round by round, so that a change in the machine's load falls on
+    // both alike.
+    let mut t: Vec<[Took; 3]> = Vec::new();
+    let mut ip: Vec<[Took; 3]> = Vec::new();
+    let mut d: Vec<Duration> = Vec::new();
     // FIB_BENCH_ONLY=writer|driver|ip runs one part alone (for profiling).
     let only = std::env::var("FIB_BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
     for _ in 0..rounds {
         if run("driver") {
-            d = d.min(driver(n));
+            d.push(driver(n));
         }
         if run("writer") {
-            for (best, now) in t.iter_mut().zip(tern(n)) {
-                *best = (*best).min(now);
-            }
+            t.push(tern(n));
         }
         if run("ip") {
-            for (best, now) in ip.iter_mut().zip(ip_batch(n)) {
-                *best = (*best).min(now);
-            }
+            ip.push(ip_batch(n));
         }
     }
     println!(
-        "fib_install: {n} IPv4 routes, fresh namespace each, best of {rounds} rounds, routes/s"
+        "fib_install: {n} IPv4 routes, fresh namespace each, median of {rounds} rounds, routes/s"
     );
-    println!("| operation | fib-netlink | ip -batch | ratio |");
-    println!("|---|---:|---:|---:|");
-    let cell = |d: Duration| {
-        if d == Duration::MAX {
-            "-".to_string()
-        } else {
-            format!("{:.0}", rate(n, d))
-        }
-    };
-    let ratio = |a: Duration, b: Duration| {
-        if a == Duration::MAX || b == Duration::MAX {
-            "-".to_string()
-        } else {
-            format!("{:.1}×", b.as_secs_f64() / a.as_secs_f64())
-        }
-    };
+    println!("| operation | clock | fib-netlink | ip -batch | ratio |");
+    println!("|---|---|---:|---:|---:|");
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |r| format!("{r:.0}"));
     for (i, op) in ["install", "replace", "delete"].iter().enumerate() {
-        println!(
-            "| {op} | {} | {} | {} |",
-            cell(t[i]),
-            cell(ip[i]),
-            ratio(t[i], ip[i])
-        );
+        for (clock, pick) in [
+            ("wall", (|x: &Took| x.wall) as fn(&Took) -> Duration),
+            ("CPU", |x: &Took| x.cpu),
+        ] {
+            let ours = median(t.iter().map(|r| rate(n, pick(&r[i]))).collect());
+            let theirs = median(ip.iter().map(|r| rate(n, pick(&r[i]))).collect());
+            let ratio = median(
+                t.iter()
+                    .zip(&ip)
+                    .map(|(a, b)| pick(&b[i]).as_secs_f64() / pick(&a[i]).as_secs_f64())
+                    .collect(),
+            );
+            println!(
+                "| {op} | {clock} | {} | {} | {} |",
+                cell(ours),
+                cell(theirs),
+                ratio.map_or("-".to_string(), |r| format!("{r:.1}×"))
+            );
+        }
     }
+    let driver = median(d.iter().map(|x| rate(n, *x)).collect());
+    let ip_install = median(ip.iter().map(|r| rate(n, r[0].wall)).collect());
     println!(
-        "| install through `Fib` (driver) | {} | {} | {} |",
-        cell(d),
-        cell(ip[0]),
-        ratio(d, ip[0])
+        "| install through `Fib` (driver) | wall | {} | {} | {} |",
+        cell(driver),
+        cell(ip_install),
+        match (driver, ip_install) {
+            (Some(a), Some(b)) => format!("{:.1}×", a / b),
+            _ => "-".to_string(),
+        }
     );
 }

@@ -16,8 +16,8 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::codec::{
-    self, EncodeError, KernelMessage, NLMSG_DONE, NLMSG_ERROR, NLMSG_OVERRUN, RTM_DELROUTE,
-    RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE, RTM_NEWROUTE,
+    self, EncodeError, KernelMessage, NLMSG_DONE, NLMSG_ERROR, NLMSG_OVERRUN, RTM_GETADDR,
+    RTM_GETLINK, RTM_GETROUTE,
 };
 use crate::route::{Route, RouteKey};
 use crate::{Address, Link, ReportedRoute};
@@ -212,28 +212,19 @@ impl RouteSocket {
             let first_seq = self.seq.wrapping_add(1).max(1);
             while next < ops.len() && (batch.is_empty() || self.send.len() < self.batch_bytes) {
                 let i = next;
-                next += 1;
-                let (kind, msg) = match &ops[i] {
-                    RouteOp::Replace(route) => match codec::new_route_message(route, resolver) {
-                        Ok(m) => (RTM_NEWROUTE, m),
-                        Err(e) => {
-                            results[i] = Err(e.into());
-                            continue;
-                        }
-                    },
-                    RouteOp::Delete { key, protocol } => {
-                        (RTM_DELROUTE, codec::del_route_message(key, *protocol))
-                    }
-                };
-                let seq = self.next_seq();
+                let seq = self.seq.wrapping_add(1).max(1);
                 if seq != first_seq.wrapping_add(batch.len() as u32) {
-                    // The counter wrapped inside the batch: close the batch here.
-                    next -= 1;
-                    self.seq = self.seq.wrapping_sub(1);
+                    // The counter wraps inside the batch: close the batch here.
                     break;
                 }
-                last_start = self.send.len();
-                codec::push_route_request(&mut self.send, kind, &msg, seq, false);
+                next += 1;
+                let at = self.send.len();
+                if let Err(e) = codec::push_route_op(&mut self.send, &ops[i], seq, resolver) {
+                    results[i] = Err(e.into());
+                    continue;
+                }
+                self.seq = seq;
+                last_start = at;
                 batch.push(i);
             }
             if batch.is_empty() {
