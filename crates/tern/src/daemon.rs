@@ -3,27 +3,35 @@
 //! Configuration comes from one source, watched for changes; every change is handed to
 //! [`Speaker::apply`], which touches only what changed:
 //!
-//! * `--config FILE`: a `DesiredConfig` in JSON or YAML (Tern as a plain BGP speaker);
-//! * `--datastore file --config-dir DIR` or `DATASTORE_TYPE=etcdv3` with `ETCD_ENDPOINTS`:
-//!   Calico resources, turned into this node's `DesiredConfig` by `controller::compute` for
-//!   `NODENAME`.
+//! * `--config FILE`: a `DesiredConfig` in JSON or YAML (Tern as a plain BGP speaker), re-read
+//!   every `--poll-interval` milliseconds;
+//! * a Calico datastore ([`open_datastore`]): `--datastore file --config-dir DIR`,
+//!   `DATASTORE_TYPE=etcdv3` with `ETCD_ENDPOINTS`, or `DATASTORE_TYPE=kubernetes` (the
+//!   default, `KUBECONFIG` or in-cluster credentials). Its resources become this node's
+//!   `DesiredConfig` through `controller::compute` for `NODENAME`, with the environment of
+//!   [`node_env_from_env`] and Felix's endpoint-status files (local workload peers).
 //!
-//! Sources are polled (`--poll-interval`, default 1 s) on a thread of their own; a source
-//! that fails or holds invalid resources is logged and the running configuration stays, so
-//! losing the datastore loses no session and no route. SIGTERM/SIGINT stop every session with
+//! The datastore is followed on a thread of its own through `Datastore::next_change` (a watch,
+//! not a poll). A datastore that fails is logged and retried with exponential back-off (1 s to
+//! 30 s) while the running configuration stays — sessions and kernel routes are kept — and the
+//! first snapshot after it returns resynchronises everything. A snapshot with invalid
+//! resources is logged and not applied. SIGTERM/SIGINT stop every session with
 //! Cease / Administrative Shutdown; kernel routes persist when configured.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use controller::datastore::{Datastore, EtcdDatastore, FileDatastore};
+use controller::datastore::kubernetes::KubeDatastore;
+use controller::datastore::{Datastore, EtcdDatastore, FileDatastore, Snapshot};
 use controller::{NodeEnv, compute};
 use tern_config::DesiredConfig;
-use tern_speaker::{Speaker, SpeakerOptions};
-use tokio::sync::mpsc;
+use tern_speaker::{ApplySummary, Event, Speaker, SpeakerOptions};
+use tokio::sync::{mpsc, oneshot};
 
 /// Which binary is running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,31 +42,40 @@ pub enum Role {
     RouteReflector,
 }
 
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Node => "ternd",
+            Role::RouteReflector => "tern-rr",
+        }
+    }
+}
+
 /// Flags shared by `ternd` and `tern-rr`.
-#[derive(Parser, Debug, Clone)]
+#[derive(Parser, Debug, Clone, Default)]
 #[command(version, about = "Tern: BGP for Calico nodes")]
 pub struct DaemonArgs {
     /// A DesiredConfig (JSON or YAML) to run as a plain BGP speaker, without Calico.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Datastore type: `file` (a folder of calicoctl YAML) or `etcdv3`
+    /// Datastore type: `kubernetes`, `etcdv3` or `file` (a folder of calicoctl YAML)
     /// [env: DATASTORE_TYPE; default: kubernetes].
     #[arg(long)]
     pub datastore: Option<String>,
     /// Folder of YAML files for the `file` datastore [env: TERN_CONFIG_DIR].
     #[arg(long)]
     pub config_dir: Option<PathBuf>,
-    /// etcd endpoints, comma-separated [env: ETCD_ENDPOINTS].
+    /// etcd endpoints, comma-separated (`http://host:2379`) [env: ETCD_ENDPOINTS].
     #[arg(long)]
     pub etcd_endpoints: Option<String>,
     /// This node's name [env: NODENAME].
     #[arg(long)]
     pub node_name: Option<String>,
-    /// Print this node's desired configuration as JSON and exit (ternd).
+    /// Print this node's desired configuration as JSON and exit.
     #[arg(long)]
     pub print_config: bool,
-    /// Log level: error, warn, info, debug, trace (or BIRD's none/states/all)
-    /// [env: BGP_LOGSEVERITYSCREEN; default: info].
+    /// Log level: BIRD/Calico's debug, info, warning, error, none (errors only), or trace
+    /// [env: BGP_LOGSEVERITYSCREEN; default: info]. `TERN_LOG` takes a full tracing filter.
     #[arg(long)]
     pub log_level: Option<String>,
     /// Program the kernel (default for ternd; tern-rr runs without a FIB unless given).
@@ -67,7 +84,7 @@ pub struct DaemonArgs {
     /// Do not program the kernel (ternd).
     #[arg(long, conflicts_with = "fib")]
     pub no_fib: bool,
-    /// How often the configuration source is read, in milliseconds.
+    /// How often a `--config FILE` is re-read, in milliseconds (datastores are watched).
     #[arg(long, default_value_t = 1000)]
     pub poll_interval: u64,
 }
@@ -76,68 +93,94 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Whether `ternd`'s arguments ask for the one-shot `--print-config` mode.
-pub fn is_one_shot(args: &[String]) -> bool {
-    args.iter().skip(1).any(|a| a == "--print-config")
-}
-
-/// Entry point of the `ternd` and `tern-rr` daemons.
+/// Entry point of the `ternd` and `tern-rr` binaries.
 pub fn main(role: Role) -> ExitCode {
-    let name = match role {
-        Role::Node => "ternd",
-        Role::RouteReflector => "tern-rr",
-    };
     let args = DaemonArgs::parse();
-    init_logging(
-        args.log_level
-            .clone()
-            .or_else(|| env("BGP_LOGSEVERITYSCREEN")),
-    );
+    let level = args
+        .log_level
+        .clone()
+        .or_else(|| env("BGP_LOGSEVERITYSCREEN"));
+    let level_error = init_logging(level.as_deref());
+    if let Some(e) = level_error {
+        tracing::warn!("{e}; logging at info");
+    }
     match run(role, args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{name}: {e:#}");
+            eprintln!("{}: {e:#}", role.name());
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(level: Option<String>) {
-    let level = match level.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        Some("none") | Some("fatal") | Some("panic") | Some("error") => "error",
-        Some("warn") | Some("warning") => "warn",
-        Some("debug") | Some("all") => "debug",
-        Some("trace") => "trace",
-        _ => "info",
+/// Maps a log level as calico-node and BIRD spell it (`BGP_LOGSEVERITYSCREEN`,
+/// `BGPConfiguration.logSeverityScreen`: Trace, Debug, Info, Warning, Error, Fatal; BIRD's
+/// `none` and `all`) to a tracing filter directive. `none` keeps errors: BIRD logs errors
+/// whatever its debug setting.
+pub fn log_directive(level: &str) -> Option<&'static str> {
+    Some(match level.trim().to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" | "all" => "debug",
+        "info" | "states" => "info",
+        "warning" | "warn" => "warn",
+        "error" | "fatal" | "panic" | "none" => "error",
+        _ => return None,
+    })
+}
+
+/// Installs the stderr logger; returns a complaint about an unknown level.
+fn init_logging(level: Option<&str>) -> Option<String> {
+    let (directive, complaint) = match level {
+        None => ("info", None),
+        Some(l) => match log_directive(l) {
+            Some(d) => (d, None),
+            None => (
+                "info",
+                Some(format!(
+                    "unknown log level {l:?} (expected debug, info, warning, error or none)"
+                )),
+            ),
+        },
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directive));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+    complaint
 }
 
-/// Where configurations come from.
-enum Source {
-    File(PathBuf),
-    Calico {
-        datastore: Box<dyn Datastore + Send>,
-        node_env: NodeEnv,
-        status_dir: PathBuf,
-    },
+/// Felix's endpoint-status folder: `${CALICO_ENDPOINT_STATUS_PATH_PREFIX:-/var/run/calico}/endpoint-status`.
+pub fn endpoint_status_dir() -> PathBuf {
+    PathBuf::from(
+        env("CALICO_ENDPOINT_STATUS_PATH_PREFIX").unwrap_or_else(|| "/var/run/calico".into()),
+    )
+    .join("endpoint-status")
 }
 
-fn source(args: &DaemonArgs) -> anyhow::Result<Source> {
-    if let Some(path) = &args.config {
-        return Ok(Source::File(path.clone()));
+/// This node's environment as calico-node passes it: `CALICO_ROUTER_ID`,
+/// `CALICO_ADVERTISE_CLUSTER_IPS`, `NAMESPACE`, and the local workloads of Felix's
+/// endpoint-status files ([`endpoint_status_dir`]).
+pub fn node_env_from_env(node_name: String) -> NodeEnv {
+    NodeEnv {
+        node_name,
+        router_id: env("CALICO_ROUTER_ID"),
+        advertise_cluster_ips: env("CALICO_ADVERTISE_CLUSTER_IPS"),
+        namespace: env("NAMESPACE"),
+        local_workloads: controller::endpoint_status::read_dir(&endpoint_status_dir()),
     }
-    let node_name = args
-        .node_name
-        .clone()
-        .or_else(|| env("NODENAME"))
-        .context("no node name: set NODENAME or --node-name (or use --config FILE)")?;
+}
+
+/// The etcd TLS variables calico-node accepts.
+const ETCD_TLS_VARS: [&str; 3] = ["ETCD_CA_CERT_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE"];
+
+/// Opens the Calico datastore the flags and environment name: `--datastore` /
+/// `DATASTORE_TYPE` (`kubernetes` by default), `--config-dir` / `TERN_CONFIG_DIR` for `file`,
+/// `--etcd-endpoints` / `ETCD_ENDPOINTS` for `etcdv3`, `KUBECONFIG` (or in-cluster
+/// credentials) and `NAMESPACE` for `kubernetes`. Returns the datastore and its type.
+pub fn open_datastore(args: &DaemonArgs) -> anyhow::Result<(Box<dyn Datastore + Send>, String)> {
     let kind = args
         .datastore
         .clone()
@@ -162,29 +205,31 @@ fn source(args: &DaemonArgs) -> anyhow::Result<Source> {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect();
-            Box::new(EtcdDatastore::new(endpoints)?)
+            let tls: Vec<&str> = ETCD_TLS_VARS
+                .iter()
+                .copied()
+                .filter(|v| env(v).is_some())
+                .collect();
+            if !tls.is_empty() || endpoints.iter().any(|e| e.starts_with("https://")) {
+                bail!(
+                    "etcd over TLS ({}) is not supported by this build of the etcdv3 datastore; \
+                     use http:// endpoints or the kubernetes datastore",
+                    if tls.is_empty() {
+                        "https:// endpoints".to_string()
+                    } else {
+                        tls.join(", ")
+                    }
+                );
+            }
+            Box::new(EtcdDatastore::new(endpoints).context("the etcdv3 datastore")?)
         }
-        "kubernetes" => bail!(
-            "the kubernetes datastore is not available in this build; use file or etcdv3, or --config FILE"
-        ),
-        other => bail!("unknown datastore type {other:?} (expected file, etcdv3 or kubernetes)"),
+        "kubernetes" => {
+            let namespace = env("NAMESPACE").unwrap_or_else(|| "kube-system".into());
+            Box::new(KubeDatastore::infer(&namespace).context("the kubernetes datastore")?)
+        }
+        other => bail!("unknown datastore type {other:?} (expected kubernetes, etcdv3 or file)"),
     };
-    let status_dir = PathBuf::from(
-        env("CALICO_ENDPOINT_STATUS_PATH_PREFIX").unwrap_or_else(|| "/var/run/calico".into()),
-    )
-    .join("endpoint-status");
-    let node_env = NodeEnv {
-        node_name,
-        router_id: env("CALICO_ROUTER_ID"),
-        advertise_cluster_ips: env("CALICO_ADVERTISE_CLUSTER_IPS"),
-        namespace: env("NAMESPACE"),
-        local_workloads: Vec::new(),
-    };
-    Ok(Source::Calico {
-        datastore,
-        node_env,
-        status_dir,
-    })
+    Ok((datastore, kind))
 }
 
 /// Parses a DesiredConfig file: JSON when it starts with `{`, else YAML.
@@ -196,61 +241,324 @@ pub fn parse_config(text: &str) -> anyhow::Result<DesiredConfig> {
     }
 }
 
+/// This node's configuration from a snapshot; invalid resources are an error (the running
+/// configuration stays rather than losing the peers they describe).
+fn config_from_snapshot(snapshot: &Snapshot, env: &NodeEnv) -> anyhow::Result<DesiredConfig> {
+    if !snapshot.problems.is_empty() {
+        let list: Vec<String> = snapshot.problems.iter().map(|p| format!("  {p}")).collect();
+        bail!("invalid resources in the datastore:\n{}", list.join("\n"));
+    }
+    Ok(compute(&snapshot.model, env)?)
+}
+
+/// Where configurations come from.
+enum Source {
+    File {
+        path: PathBuf,
+        interval: Duration,
+    },
+    Calico {
+        datastore: Box<dyn Datastore + Send>,
+        kind: String,
+        env: NodeEnv,
+        snapshot: Option<Box<Snapshot>>,
+    },
+}
+
+/// A new configuration for the speaker, or the answer to a reload that found nothing to do.
+struct Update {
+    config: anyhow::Result<DesiredConfig>,
+    /// Set when a reload request (the control socket's `configure`) asked for it.
+    reply: Option<oneshot::Sender<anyhow::Result<ApplySummary>>>,
+}
+
+/// Asks the watcher to read the source again now (BIRD's `configure`).
+pub type ReloadRequest = oneshot::Sender<anyhow::Result<ApplySummary>>;
+
+fn source(args: &DaemonArgs) -> anyhow::Result<Source> {
+    if let Some(path) = &args.config {
+        return Ok(Source::File {
+            path: path.clone(),
+            interval: Duration::from_millis(args.poll_interval.max(50)),
+        });
+    }
+    let node_name = args
+        .node_name
+        .clone()
+        .or_else(|| env("NODENAME"))
+        .context("no node name: set NODENAME or --node-name (or use --config FILE)")?;
+    let (datastore, kind) = open_datastore(args)?;
+    Ok(Source::Calico {
+        datastore,
+        kind,
+        env: node_env_from_env(node_name),
+        snapshot: None,
+    })
+}
+
 impl Source {
-    /// The desired configuration now.
+    /// Reads the whole source now.
     fn read(&mut self) -> anyhow::Result<DesiredConfig> {
         match self {
-            Source::File(path) => {
+            Source::File { path, .. } => {
                 let text = std::fs::read_to_string(&*path)
                     .with_context(|| format!("reading {}", path.display()))?;
                 parse_config(&text).with_context(|| format!("parsing {}", path.display()))
             }
             Source::Calico {
                 datastore,
-                node_env,
-                status_dir,
+                kind,
+                env,
+                snapshot,
             } => {
-                let snapshot = datastore.snapshot()?;
-                if !snapshot.problems.is_empty() {
-                    let list: Vec<String> =
-                        snapshot.problems.iter().map(|p| format!("  {p}")).collect();
-                    bail!("invalid resources in the datastore:\n{}", list.join("\n"));
-                }
-                node_env.local_workloads = controller::endpoint_status::read_dir(status_dir);
-                Ok(compute(&snapshot.model, node_env)?)
+                *snapshot = None;
+                let s = datastore
+                    .snapshot()
+                    .with_context(|| format!("reading the {kind} datastore"))?;
+                env.local_workloads = controller::endpoint_status::read_dir(&endpoint_status_dir());
+                let c = config_from_snapshot(&s, env);
+                *snapshot = Some(Box::new(s));
+                c
             }
         }
     }
 }
 
-/// Reads the source now and then every `interval`, sending each configuration that differs
-/// from the previous one. Runs on its own thread (datastore clients may block).
-fn watch(mut source: Source, interval: Duration, tx: mpsc::Sender<DesiredConfig>) {
-    let mut last: Option<DesiredConfig> = None;
-    let mut last_error: Option<String> = None;
-    loop {
-        match source.read() {
+/// Back-off between attempts to reach a lost datastore.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long one `next_change` waits before the endpoint-status folder and reload requests
+/// are looked at again.
+const WATCH_SLICE: Duration = Duration::from_millis(500);
+
+/// Follows the source on its own thread (datastore clients block), sending every
+/// configuration that differs from the last one sent.
+struct Watcher {
+    source: Source,
+    last: Option<DesiredConfig>,
+    last_error: Option<String>,
+    tx: mpsc::Sender<Update>,
+    reloads: std_mpsc::Receiver<ReloadRequest>,
+}
+
+impl Watcher {
+    /// Sends `config` if it differs from the last one (always when answering a reload).
+    /// Returns false once the daemon has gone.
+    fn publish(
+        &mut self,
+        config: anyhow::Result<DesiredConfig>,
+        reply: Option<ReloadRequest>,
+    ) -> bool {
+        match config {
             Ok(c) => {
-                last_error = None;
-                if last.as_ref() != Some(&c) {
-                    last = Some(c.clone());
-                    if tx.blocking_send(c).is_err() {
-                        return;
-                    }
+                if self.last_error.take().is_some() {
+                    tracing::info!("configuration source usable again");
                 }
+                if self.last.as_ref() == Some(&c) && reply.is_none() {
+                    return true;
+                }
+                self.last = Some(c.clone());
+                self.tx
+                    .blocking_send(Update {
+                        config: Ok(c),
+                        reply,
+                    })
+                    .is_ok()
             }
             Err(e) => {
                 let text = format!("{e:#}");
-                if last_error.as_deref() != Some(text.as_str()) {
-                    tracing::error!(error = %text, "configuration source unusable; keeping the running configuration");
-                    last_error = Some(text);
+                if self.last_error.as_deref() != Some(text.as_str()) {
+                    tracing::error!(error = %text, "configuration source unusable; keeping the running configuration, sessions and routes");
+                    self.last_error = Some(text);
+                }
+                match reply {
+                    Some(reply) => self
+                        .tx
+                        .blocking_send(Update {
+                            config: Err(e),
+                            reply: Some(reply),
+                        })
+                        .is_ok(),
+                    None => true,
                 }
             }
         }
-        if tx.is_closed() {
-            return;
+    }
+
+    fn run(self) {
+        match &self.source {
+            Source::File { .. } => self.run_file(),
+            Source::Calico { .. } => self.run_calico(),
         }
-        std::thread::sleep(interval);
+    }
+
+    fn run_file(mut self) {
+        let Source::File { interval, .. } = &self.source else {
+            return;
+        };
+        let interval = *interval;
+        loop {
+            let reply = match self.reloads.recv_timeout(interval) {
+                Ok(r) => Some(r),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            let c = self.source.read();
+            if !self.publish(c, reply) || self.tx.is_closed() {
+                return;
+            }
+        }
+    }
+
+    fn run_calico(mut self) {
+        // The first snapshot was taken before the daemon started (`Source::read`).
+        let mut healthy = true;
+        let mut backoff = BACKOFF_MIN;
+        let mut pending: Option<ReloadRequest> = None;
+        let status_dir = endpoint_status_dir();
+        loop {
+            if self.tx.is_closed() {
+                return;
+            }
+            let reply = match pending.take() {
+                Some(r) => Some(r),
+                None => match self.reloads.try_recv() {
+                    Ok(r) => Some(r),
+                    Err(std_mpsc::TryRecvError::Empty) => None,
+                    Err(std_mpsc::TryRecvError::Disconnected) => return,
+                },
+            };
+            if !healthy || reply.is_some() {
+                let c = self.source.read();
+                let reachable = self.snapshot_ok();
+                if reachable {
+                    if !healthy {
+                        tracing::info!("datastore reachable again: resynchronised");
+                    }
+                    healthy = true;
+                    backoff = BACKOFF_MIN;
+                }
+                if !self.publish(c, reply) {
+                    return;
+                }
+                if !reachable {
+                    healthy = false;
+                    tracing::debug!(?backoff, "datastore still unreachable; waiting");
+                    // Back off; a reload request ends the wait early.
+                    match self.reloads.recv_timeout(backoff) {
+                        Ok(r) => pending = Some(r),
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            }
+            let Source::Calico {
+                datastore,
+                kind,
+                env,
+                snapshot,
+            } = &mut self.source
+            else {
+                return;
+            };
+            let changed = match datastore.next_change(WATCH_SLICE) {
+                Ok(Some(s)) => {
+                    *snapshot = Some(Box::new(s));
+                    true
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::error!(error = %e, datastore = %kind, "datastore lost; keeping sessions and routes, retrying");
+                    // The next pass takes a fresh snapshot (with back-off while it fails).
+                    *snapshot = None;
+                    healthy = false;
+                    continue;
+                }
+            };
+            let workloads = controller::endpoint_status::read_dir(&status_dir);
+            let workloads_changed = workloads != env.local_workloads;
+            if workloads_changed {
+                env.local_workloads = workloads;
+            }
+            if changed || workloads_changed {
+                let Some(s) = snapshot.as_ref() else { continue };
+                let c = config_from_snapshot(s, env);
+                if !self.publish(c, None) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether the last read produced a snapshot (the datastore answered).
+    fn snapshot_ok(&self) -> bool {
+        match &self.source {
+            Source::Calico { snapshot, .. } => snapshot.is_some(),
+            Source::File { .. } => true,
+        }
+    }
+}
+
+/// The running daemon as other parts of the process see it (control socket, metrics).
+#[derive(Clone)]
+pub struct DaemonHandle {
+    /// The engine.
+    pub speaker: Arc<Speaker>,
+    reloads: std_mpsc::Sender<ReloadRequest>,
+    stop: mpsc::Sender<String>,
+}
+
+impl DaemonHandle {
+    /// Reads the configuration source again now and applies it (BIRD's `configure`).
+    pub async fn reload(&self) -> anyhow::Result<ApplySummary> {
+        let (tx, rx) = oneshot::channel();
+        self.reloads
+            .send(tx)
+            .map_err(|_| anyhow::anyhow!("the configuration watcher has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the daemon is stopping"))?
+    }
+
+    /// Stops the daemon (BIRD's `down`): every session gets Cease / Administrative Shutdown.
+    pub async fn stop(&self, message: &str) {
+        let _ = self.stop.send(message.to_string()).await;
+    }
+}
+
+fn log_summary(s: &ApplySummary) {
+    tracing::info!(
+        added = ?s.added, removed = ?s.removed, reset = ?s.reset,
+        reconfigured = ?s.reconfigured, policies = s.policies_changed,
+        full_restart = s.full_restart, "configuration applied"
+    );
+    for e in &s.errors {
+        tracing::error!(error = %e, "peer not configured");
+    }
+}
+
+/// Logs session state changes and kernel route failures, as BIRD logs `states`.
+async fn log_events(mut events: tokio::sync::broadcast::Receiver<Event>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(Event::PeerState {
+                name,
+                from,
+                to,
+                reason,
+            }) => {
+                tracing::info!(peer = %name, ?from, ?to, %reason, "session state changed");
+            }
+            Ok(Event::PeerRemoved { name }) => tracing::info!(peer = %name, "peer removed"),
+            Ok(Event::KernelRouteFailed { prefix, error }) => {
+                tracing::warn!(%prefix, %error, "kernel refused a route");
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => tracing::debug!(n, "event log lagged"),
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 
@@ -261,7 +569,7 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&c)?);
         return Ok(());
     }
-    // The first configuration must be valid: fail fast on a typo.
+    // The first configuration must be valid: fail fast on a typo or an unreachable datastore.
     let first = src.read()?;
     let fib = match role {
         Role::Node => !args.no_fib,
@@ -272,45 +580,121 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let speaker = Speaker::new(SpeakerOptions {
+        let speaker = Arc::new(Speaker::new(SpeakerOptions {
             fib,
             ..SpeakerOptions::default()
-        });
+        }));
+        tokio::spawn(log_events(speaker.subscribe()));
         let summary = speaker.apply(first).await?;
         tracing::info!(
             peers = summary.added.len(),
             fib,
+            role = role.name(),
             "started with {} peer(s)",
             summary.added.len()
         );
         for e in &summary.errors {
             tracing::error!(error = %e, "peer not configured");
         }
-        let (tx, mut rx) = mpsc::channel::<DesiredConfig>(4);
-        let interval = Duration::from_millis(args.poll_interval.max(50));
+        let (tx, mut rx) = mpsc::channel::<Update>(4);
+        let (reload_tx, reload_rx) = std_mpsc::channel();
+        let (stop_tx, mut stop_rx) = mpsc::channel::<String>(1);
+        let watcher = Watcher {
+            source: src,
+            last: speaker.config().await?,
+            last_error: None,
+            tx,
+            reloads: reload_rx,
+        };
         std::thread::Builder::new()
             .name("config-watch".into())
-            .spawn(move || watch(src, interval, tx))?;
+            .spawn(move || watcher.run())?;
+        let _handle = DaemonHandle {
+            speaker: speaker.clone(),
+            reloads: reload_tx,
+            stop: stop_tx,
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        loop {
+        let started = Instant::now();
+        let message = loop {
             tokio::select! {
-                c = rx.recv() => match c {
-                    Some(c) => match speaker.apply(c).await {
-                        Ok(s) => tracing::info!(
-                            added = ?s.added, removed = ?s.removed, reset = ?s.reset,
-                            reconfigured = ?s.reconfigured, policies = s.policies_changed,
-                            full_restart = s.full_restart, "configuration applied"
-                        ),
-                        Err(e) => tracing::error!(error = %e, "configuration not applied"),
-                    },
-                    None => break,
+                u = rx.recv() => match u {
+                    Some(Update { config, reply }) => {
+                        let result = match config {
+                            Ok(c) => speaker.apply(c).await.map_err(anyhow::Error::from),
+                            Err(e) => Err(e),
+                        };
+                        match &result {
+                            Ok(s) => log_summary(s),
+                            Err(e) => tracing::error!(error = %format!("{e:#}"), "configuration not applied"),
+                        }
+                        if let Some(reply) = reply {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    None => break "configuration watcher stopped".to_string(),
                 },
-                _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
+                m = stop_rx.recv() => break m.unwrap_or_else(|| "stopped".into()),
+                _ = term.recv() => break "tern shutting down".to_string(),
+                _ = tokio::signal::ctrl_c() => break "tern shutting down".to_string(),
             }
+        };
+        tracing::info!(after = ?started.elapsed(), %message, "shutting down");
+        drop(_handle);
+        match Arc::try_unwrap(speaker) {
+            Ok(s) => s.shutdown(&message).await?,
+            Err(_) => tracing::warn!("speaker still shared at shutdown; dropping it"),
         }
-        tracing::info!("shutting down");
-        speaker.shutdown("tern shutting down").await?;
         Ok::<(), anyhow::Error>(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_as_calico_and_bird_spell_them() {
+        assert_eq!(log_directive("Debug"), Some("debug"));
+        assert_eq!(log_directive("info"), Some("info"));
+        assert_eq!(log_directive("Warning"), Some("warn"));
+        assert_eq!(log_directive("error"), Some("error"));
+        assert_eq!(log_directive("Fatal"), Some("error"));
+        assert_eq!(log_directive("none"), Some("error"));
+        assert_eq!(log_directive("trace"), Some("trace"));
+        assert_eq!(log_directive("loud"), None);
+    }
+
+    #[test]
+    fn etcd_tls_is_refused_clearly() {
+        let args = DaemonArgs {
+            datastore: Some("etcdv3".into()),
+            etcd_endpoints: Some("https://127.0.0.1:2379".into()),
+            ..DaemonArgs::default()
+        };
+        let e = open_datastore(&args).err().map(|e| format!("{e:#}"));
+        assert!(e.as_deref().is_some_and(|e| e.contains("TLS")), "{e:?}");
+    }
+
+    #[test]
+    fn config_files_parse_as_json_or_yaml() {
+        let json = r#"{
+  "router_id": "10.0.0.1", "asn": 64512,
+  "listen": { "address": "10.0.0.1", "port": 179 },
+  "peers": [], "policies": {}, "blackholes": ["10.65.0.0/26"],
+  "kernel": { "export": "all", "learn": false, "persist": true, "scan_time": 10,
+              "graceful_restart": false, "merge_paths": true, "route_protocol": 12,
+              "normal_route_priority": { "ipv4": 1024, "ipv6": 1024 } }
+}"#;
+        // A comment first makes it YAML (JSON is YAML's flow style).
+        let yaml = format!("# a DesiredConfig\n{json}");
+        match (parse_config(json), parse_config(&yaml)) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a, b);
+                assert_eq!(a.asn, 64512);
+            }
+            (a, b) => panic!("{:?} {:?}", a.err(), b.err()),
+        }
+        assert!(parse_config("{ not json").is_err());
+    }
 }
