@@ -127,7 +127,7 @@ pub fn peer(w: &mut ReplyWriter, p: &ProtocolView, now: SystemTime) {
     let Some(b) = &p.bgp else { return };
     let c = &b.counters;
     let line = |w: &mut ReplyWriter, k: &str, v: String| {
-        w.more(code::DOCUMENT, &format!("  {k:<22}{v}"));
+        w.more(code::DOCUMENT, &format!("  {k:<24}{v}"));
     };
     line(w, "Enabled:", b.enabled.to_string());
     line(w, "FSM state:", b.fsm_state.clone());

@@ -187,6 +187,9 @@ impl ControlServer {
             path: path.clone(),
             source,
         };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_err)?;
+        }
         remove_stale(&path)?;
         let listener = UnixListener::bind(&path).map_err(io_err)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(options.mode))
@@ -671,6 +674,10 @@ impl Client {
                 return Ok(Flow::Continue);
             }
         }
+        // BIRD counts what it examined: with `primary`, one path per network.
+        if q.primary {
+            routes.retain(|r| r.best);
+        }
         let total = routes.len();
         let mut networks = 0;
         let mut prev = None;
@@ -681,16 +688,15 @@ impl Client {
             }
         }
         let selected = |r: &&tern_speaker::RouteEntry| {
-            (!q.primary || r.best)
-                && q.protocol.as_ref().is_none_or(|name| {
-                    let from = match &r.from {
-                        tern_speaker::RouteFrom::Peer(n) => n.as_str(),
-                        tern_speaker::RouteFrom::Static => view::names::STATIC,
-                        tern_speaker::RouteFrom::Kernel => view::names::KERNEL,
-                        tern_speaker::RouteFrom::Direct => view::names::DIRECT,
-                    };
-                    from == name
-                })
+            q.protocol.as_ref().is_none_or(|name| {
+                let from = match &r.from {
+                    tern_speaker::RouteFrom::Peer(n) => n.as_str(),
+                    tern_speaker::RouteFrom::Static => view::names::STATIC,
+                    tern_speaker::RouteFrom::Kernel => view::names::KERNEL,
+                    tern_speaker::RouteFrom::Direct => view::names::DIRECT,
+                };
+                from == name
+            })
         };
         let shown = routes.iter().filter(selected).count();
         if q.count {

@@ -575,6 +575,39 @@ async fn calico_consumers_parse_the_socket() {
     f.stop().await;
 }
 
+/// During graceful-restart recovery (`SpeakerStatus::graceful_restart_recovery`, which
+/// needs the FIB and so root) `show status` carries the `0024` report: calico-node's
+/// readiness sees GR in progress and the reporter stops at the unknown code, as with BIRD.
+#[test]
+fn graceful_restart_report_is_seen_by_calico() {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_787_391_001);
+    let mut view = tern_control::view::StatusView {
+        version: tern_control::VERSION.into(),
+        router_id: "10.0.0.1".parse().unwrap(),
+        asn: 64512,
+        server_time: at,
+        last_reboot: at,
+        last_reconfiguration: at,
+        graceful_restart_recovery: true,
+        rib_destinations: 0,
+        rib_paths: 0,
+        rib_attribute_sets: 0,
+        fib: None,
+    };
+    let render = |v: &tern_control::view::StatusView| {
+        let mut w = tern_control::reply::ReplyWriter::new();
+        tern_control::format::status(&mut w, v);
+        w.take().lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let lines = render(&view);
+    assert!(gr_in_progress(&lines).unwrap());
+    let s = reporter_status(&lines);
+    assert_eq!(s.router_id, "10.0.0.1");
+    assert_eq!(s.last_reconfig, "2026-08-22 09:30:01");
+    view.graceful_restart_recovery = false;
+    assert!(!gr_in_progress(&render(&view)).unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bird_rows_and_commands() {
     let f = Fixture::new().await;
@@ -603,6 +636,14 @@ async fn bird_rows_and_commands() {
     )
     .await;
     assert_eq!(l[1], "0014 1 of 2 routes for 2 networks");
+    let l = converse(&path, &["show route primary count", "show route count"], 2).await;
+    assert_eq!(
+        l[1..],
+        [
+            "0014 2 of 2 routes for 2 networks",
+            "0014 2 of 2 routes for 2 networks"
+        ]
+    );
     let l = converse(&path, &["show route protocol static1"], 1).await;
     assert!(
         l[1].starts_with("1007-10.65.0.0/26       blackhole [static1 "),
