@@ -100,7 +100,10 @@ pub fn protocol(w: &mut ReplyWriter, p: &ProtocolView, all: bool, now: SystemTim
                     w,
                     format!(
                         "    Route limit:      {}/{limit}",
-                        b.counters.prefixes_received
+                        // The pre-policy count is 0 when the speaker does not keep it.
+                        b.counters
+                            .prefixes_received
+                            .max(b.counters.prefixes_accepted)
                     ),
                 );
             }

@@ -594,8 +594,8 @@ impl Client {
         }
     }
 
-    /// Every protocol of this socket's family; `with_routes` fetches every path for the
-    /// route counts. `None` after writing the speaker's error.
+    /// Every protocol of this socket's family; `with_routes` fetches the best paths for
+    /// the route counts. `None` after writing the speaker's error.
     async fn protocol_views(&mut self, with_routes: bool) -> Option<Vec<view::ProtocolView>> {
         let speaker = self.backend.speaker.clone();
         let fetched = async {
@@ -603,7 +603,7 @@ impl Client {
             let peers = speaker.peers().await?;
             let config = speaker.config().await?;
             let routes = if with_routes {
-                speaker.all_routes().await?
+                speaker.routes().await?
             } else {
                 Vec::new()
             };

@@ -260,7 +260,8 @@ pub struct ProtocolInputs<'a> {
     pub peers: &'a [PeerStatus],
     /// The running configuration.
     pub config: Option<&'a DesiredConfig>,
-    /// Every path (for per-protocol route counts).
+    /// Best paths (for per-protocol route counts: `preferred`, and `imported` of the
+    /// pseudo-protocols, whose routes are always best).
     pub routes: &'a [RouteEntry],
     /// The socket's family.
     pub family: FamilyView,
@@ -344,6 +345,7 @@ pub fn protocols(inp: &ProtocolInputs<'_>) -> Vec<ProtocolView> {
             .config
             .and_then(|c| c.peers.iter().find(|c| c.name == p.name));
         let mut routes = count(&|r| matches!(&r.from, RouteFrom::Peer(n) if *n == p.name));
+        routes.imported = p.prefixes_accepted;
         routes.exported = p.prefixes_advertised;
         out.push(bgp_protocol(p, cfg, routes));
     }
@@ -793,4 +795,155 @@ pub fn longest_match(routes: &[RouteEntry], target: &Prefix) -> Option<Prefix> {
         .map(|r| r.prefix)
         .filter(|p| p.contains(target))
         .max_by_key(Prefix::len)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn status() -> SpeakerStatus {
+        SpeakerStatus {
+            router_id: "10.0.0.1".parse().unwrap(),
+            asn: 64512,
+            started: UNIX_EPOCH,
+            last_reconfigured: None,
+            graceful_restart_recovery: false,
+            rib_destinations: 0,
+            rib_paths: 0,
+            rib_attribute_sets: 0,
+            fib: None,
+        }
+    }
+
+    fn peer(name: &str, addr: &str, state: State) -> PeerStatus {
+        PeerStatus {
+            name: name.into(),
+            address: addr.parse().unwrap(),
+            remote_as: 64512,
+            state,
+            since: Duration::ZERO,
+            uptime: None,
+            since_wall: UNIX_EPOCH,
+            enabled: true,
+            local_as: 64512,
+            local_address: "10.0.0.1".parse().unwrap(),
+            internal: true,
+            route_reflector_client: false,
+            established_count: 0,
+            flaps: 0,
+            updates_received: 0,
+            messages_received: 0,
+            messages_sent: 0,
+            updates_sent: 0,
+            prefixes_received: 0,
+            prefixes_accepted: 0,
+            prefixes_advertised: 0,
+            max_prefixes: None,
+            peer_router_id: None,
+            negotiated: None,
+            last_error: None,
+            last_error_code: None,
+        }
+    }
+
+    fn config(passive: &[&str]) -> DesiredConfig {
+        let peers: Vec<String> = passive
+            .iter()
+            .map(|n| {
+                format!(
+                    r#"{{ "name": "{n}", "kind": "mesh", "address": "10.0.0.9", "port": 179,
+                         "remote_as": 64512, "passive": true, "families": ["ipv4"],
+                         "import": "all", "export": "all" }}"#
+                )
+            })
+            .collect();
+        serde_json::from_str(&format!(
+            r#"{{ "router_id": "10.0.0.1", "asn": 64512, "listen": {{ "port": 179 }},
+                 "peers": [{}], "policies": {{}}, "blackholes": [],
+                 "kernel": {{ "export": "all", "learn": false, "persist": true, "scan_time": 10,
+                     "graceful_restart": false, "merge_paths": true, "route_protocol": 12,
+                     "normal_route_priority": {{ "ipv4": 1024, "ipv6": 1024 }} }} }}"#,
+            peers.join(",")
+        ))
+        .unwrap()
+    }
+
+    fn rows(
+        peers: &[PeerStatus],
+        cfg: &DesiredConfig,
+        family: FamilyView,
+    ) -> Vec<(String, &'static str, String)> {
+        protocols(&ProtocolInputs {
+            status: &status(),
+            peers,
+            config: Some(cfg),
+            routes: &[],
+            family,
+        })
+        .into_iter()
+        .map(|p| (p.name, p.state, p.info))
+        .collect()
+    }
+
+    #[test]
+    fn bird_states_and_error_classes() {
+        let mut refused = peer("Global_10_0_0_3", "10.0.0.3", State::Active);
+        refused.last_error = Some("connection attempt failed".into());
+        let mut reset = peer("Mesh_10_0_0_4", "10.0.0.4", State::Connect);
+        reset.last_error = Some("received Cease subcode 2".into());
+        reset.last_error_code = Some((6, 2));
+        let mut hold = peer("Mesh_10_0_0_5", "10.0.0.5", State::Idle);
+        hold.last_error = Some("sent Hold Timer Expired subcode 0".into());
+        hold.last_error_code = Some((4, 0));
+        let mut disabled = peer("Mesh_10_0_0_6", "10.0.0.6", State::Idle);
+        disabled.enabled = false;
+        disabled.last_error = Some("administratively stopped, sent Cease subcode 2".into());
+        let mut limited = peer("Mesh_10_0_0_7", "10.0.0.7", State::Idle);
+        limited.last_error = Some("prefix limit 10 exceeded".into());
+        let passive = peer("Mesh_10_0_0_8", "10.0.0.8", State::Active);
+        let up = peer("Mesh_10_0_0_2", "10.0.0.2", State::Established);
+        let v6 = peer("Mesh_fd00__2", "fd00::2", State::Established);
+        let peers = [refused, reset, hold, disabled, limited, passive, up, v6];
+        let cfg = config(&["Mesh_10_0_0_8"]);
+        let got = rows(&peers, &cfg, FamilyView::V4);
+        let want = [
+            ("static1", "up", ""),
+            ("kernel1", "down", ""),
+            ("device1", "down", ""),
+            ("direct1", "down", ""),
+            (
+                "Global_10_0_0_3",
+                "start",
+                "Active        Socket: Connection attempt failed",
+            ),
+            (
+                "Mesh_10_0_0_4",
+                "start",
+                "Connect       Received: Administrative Shutdown",
+            ),
+            (
+                "Mesh_10_0_0_5",
+                "start",
+                "Idle          BGP Error: Hold Timer Expired",
+            ),
+            ("Mesh_10_0_0_6", "down", ""),
+            (
+                "Mesh_10_0_0_7",
+                "down",
+                "Automatic shutdown: Route limit exceeded",
+            ),
+            ("Mesh_10_0_0_8", "start", "Passive       "),
+            ("Mesh_10_0_0_2", "up", "Established   "),
+        ];
+        let got: Vec<_> = got
+            .iter()
+            .map(|(n, s, i)| (n.as_str(), *s, i.as_str()))
+            .collect();
+        assert_eq!(got, want);
+        let v6rows = rows(&peers, &cfg, FamilyView::V6);
+        assert_eq!(v6rows.len(), 5);
+        assert_eq!(v6rows[4].0, "Mesh_fd00__2");
+    }
 }
