@@ -1,0 +1,29 @@
+//! # tern-ops — metrics and node status for a running speaker
+//!
+//! **Owns:** the Prometheus text endpoint ([`metrics`]: every value read from the speaker at
+//! scrape time, nothing counted twice) and the CalicoNodeStatus reporter ([`node_status`]:
+//! what calico-node's status reporter writes, from the speaker's peers and routes).
+//!
+//! **Must not know:** the BGP wire format, sessions or the kernel (it reads the speaker's
+//! query API only), nor how a datastore stores a status (`controller::node_status` writes it).
+//!
+//! ## Entry points for the daemons
+//!
+//! ```text
+//! // --metrics-addr ADDR (off by default)
+//! let gauges = tern_ops::metrics::DatastoreGauges::new();
+//! let server = tern_ops::metrics::serve(addr, speaker.clone(), gauges.clone()).await?;
+//! // after each datastore snapshot: gauges.set_synced(true); gauges.set_last_sync(SystemTime::now());
+//! // on a datastore error:          gauges.set_synced(false);
+//!
+//! // CalicoNodeStatus (Calico datastores only)
+//! let (tx, rx) = tokio::sync::watch::channel(BTreeMap::new());
+//! let store = controller::node_status::StatusStore::File(FileStatusStore::new(&config_dir));
+//! tokio::spawn(tern_ops::node_status::run(store, node_name, speaker.clone(), rx));
+//! // after each snapshot: tx.send_replace(snapshot.model.node_statuses.clone());
+//! ```
+
+pub mod clock;
+mod http;
+pub mod metrics;
+pub mod node_status;
