@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
 /// Largest request head read.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -54,32 +55,44 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Accepts connections on `listener` forever; `handler(path)` answers each `GET`.
-pub async fn serve<H, F>(listener: TcpListener, handler: H)
+/// Accepts connections on `listener` until `stop` changes or its sender is dropped;
+/// `handler(path)` answers each `GET`. On stop, connections in flight are cancelled and
+/// waited for, so nothing `handler` holds outlives the returned future.
+pub async fn serve<H, F>(listener: TcpListener, handler: H, mut stop: watch::Receiver<bool>)
 where
     H: Fn(String) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send,
 {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
+        while connections.try_join_next().is_some() {}
+        let next = async {
+            let permit = slots.clone().acquire_owned().await;
+            (permit, listener.accept().await)
         };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+        tokio::select! {
+            _ = stop.changed() => break,
+            (permit, accepted) = next => {
+                let Ok(permit) = permit else { break };
+                match accepted {
+                    Ok((stream, _)) => {
+                        let handler = handler.clone();
+                        connections.spawn(async move {
+                            connection(stream, handler).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
             }
-        };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            connection(stream, handler).await;
-            drop(permit);
-        });
+        }
     }
+    connections.shutdown().await;
 }
 
 async fn connection<H, F>(mut stream: TcpStream, handler: H)

@@ -12,15 +12,22 @@
 //! ```text
 //! // --metrics-addr ADDR (off by default)
 //! let gauges = tern_ops::metrics::DatastoreGauges::new();
-//! let server = tern_ops::metrics::serve(addr, speaker.clone(), gauges.clone()).await?;
+//! let metrics = tern_ops::metrics::serve(addr, speaker.clone(), gauges.clone()).await?;
 //! // after each datastore snapshot: gauges.set_synced(true); gauges.set_last_sync(SystemTime::now());
-//! // on a datastore error:          gauges.set_synced(false);
+//! // when a datastore read fails:   gauges.set_synced(false);
 //!
-//! // CalicoNodeStatus (Calico datastores only)
-//! let (tx, rx) = tokio::sync::watch::channel(BTreeMap::new());
-//! let store = controller::node_status::StatusStore::File(FileStatusStore::new(&config_dir));
-//! tokio::spawn(tern_ops::node_status::run(store, node_name, speaker.clone(), rx));
-//! // after each snapshot: tx.send_replace(snapshot.model.node_statuses.clone());
+//! // CalicoNodeStatus (Calico datastores only), the store matching the datastore:
+//! use controller::node_status::*;
+//! let store = StatusStore::File(FileStatusStore::new(&config_dir));
+//! //  or StatusStore::Etcd(Box::new(EtcdStatusStore::connect(endpoints).await?))
+//! //  or StatusStore::Kubernetes(KubeStatusStore::infer().await?)
+//! let (statuses, requests) = tokio::sync::watch::channel(BTreeMap::new());
+//! let reporter = tokio::spawn(tern_ops::node_status::run(store, node_name, speaker.clone(), requests));
+//! // after each snapshot: statuses.send_replace(snapshot.model.node_statuses.clone());
+//!
+//! // shutdown, before Arc::try_unwrap(speaker):
+//! metrics.shutdown().await;             // waits for scrapes in flight
+//! drop(statuses); let _ = reporter.await; // or reporter.abort() first, to not wait for a write
 //! ```
 
 pub mod clock;

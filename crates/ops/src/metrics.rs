@@ -39,6 +39,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 use tern_speaker::{PeerStatus, Speaker, SpeakerStatus};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::unix_seconds;
@@ -83,10 +84,12 @@ impl DatastoreGauges {
     }
 }
 
-/// A running endpoint.
+/// A running endpoint. It serves as long as this handle lives: dropping it stops the
+/// endpoint too, [`shutdown`](Self::shutdown) also waits until it has.
 #[derive(Debug)]
 pub struct MetricsServer {
     local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -96,14 +99,12 @@ impl MetricsServer {
         self.local_addr
     }
 
-    /// Stops serving.
-    pub fn abort(&self) {
-        self.task.abort();
-    }
-
-    /// The serving task (ends only when aborted).
-    pub fn into_task(self) -> JoinHandle<()> {
-        self.task
+    /// Stops accepting, cancels scrapes in flight and waits for them, so the endpoint's
+    /// references to the speaker are gone when this returns (the daemon can then
+    /// `Arc::try_unwrap` the speaker and shut it down).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
     }
 }
 
@@ -133,9 +134,14 @@ pub async fn serve(
             }
         }
     };
-    let task = tokio::spawn(http::serve(listener, handler));
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(http::serve(listener, handler, stopped));
     tracing::info!(%local_addr, "metrics endpoint listening");
-    Ok(MetricsServer { local_addr, task })
+    Ok(MetricsServer {
+        local_addr,
+        stop,
+        task,
+    })
 }
 
 /// A scrape that could not be answered.

@@ -154,7 +154,7 @@ async fn scrape_follows_a_session_coming_up() {
     // Other paths and methods.
     assert_eq!(http(addr, "GET", "/").await.0, 404);
     assert_eq!(http(addr, "POST", "/metrics").await.0, 405);
-    server.abort();
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -184,5 +184,13 @@ async fn garbage_closes_only_that_client() {
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431 "));
     assert_eq!(http(addr, "GET", "/metrics").await.0, 200);
 
-    server.abort();
+    // A client that never sends its request holds a connection open; shutdown cancels it
+    // and releases every reference to the speaker, which can then be stopped.
+    let idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    server.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    let a = std::sync::Arc::try_unwrap(a).expect("the endpoint released the speaker");
+    a.shutdown("done").await.unwrap();
+    drop(idle);
 }

@@ -171,5 +171,7 @@ async fn status_file_follows_the_speaker() {
         .await
         .unwrap()
         .unwrap();
+    let a = std::sync::Arc::try_unwrap(a).expect("the reporter released the speaker");
+    a.shutdown("done").await.unwrap();
     b.shutdown("done").await.unwrap();
 }
