@@ -512,6 +512,12 @@ fn mesh(kind: Kind, cfg: &RunConfig, peers: u32) -> anyhow::Result<Sample> {
     let mut all: Vec<&Speaker> = members.iter().collect();
     all.push(&observer);
     let t_conv = wait_all("mesh convergence", &all, &mut d, cfg.timeout)?;
+    let t_up = members
+        .iter()
+        .map(|s| s.progress.established_at.load(Ordering::SeqCst))
+        .max()
+        .unwrap_or(t0);
+    let t_observed = observer.progress.reached_at.load(Ordering::SeqCst);
     let u1 = usage(d.pid());
     let _ka = Keepalives::start(all.iter().map(|s| s.keepalive_handle()).collect());
     std::thread::sleep(Duration::from_secs(2));
@@ -522,6 +528,8 @@ fn mesh(kind: Kind, cfg: &RunConfig, peers: u32) -> anyhow::Result<Sample> {
     Ok(Sample {
         metrics: vec![
             ("converge s", secs(t_conv.saturating_sub(t0))),
+            ("all up s", secs(t_up.saturating_sub(t0))),
+            ("DUT has all s", secs(t_observed.saturating_sub(t0))),
             ("idle CPU %", idle_pct),
         ],
         peak_mib: ub.hwm_kib as f64 / 1024.0,

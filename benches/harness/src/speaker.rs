@@ -106,6 +106,8 @@ pub struct Progress {
     pub unexpected: AtomicU64,
     /// Established (OPEN exchange done).
     pub established: AtomicBool,
+    /// When the session became Established ([`now_ns`]).
+    pub established_at: AtomicU64,
     /// Why the session ended, if it did.
     pub error: Mutex<Option<String>>,
 }
@@ -381,7 +383,7 @@ fn handshake(
     buf: &mut BytesMut,
     scratch: &mut [u8],
 ) -> anyhow::Result<(TcpStream, DecodeContext)> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(4)))?;
     stream.write_all(&open_message(cfg)?)?;
     let mut ctx = DecodeContext::default();
     let mut got_open = false;
@@ -442,6 +444,7 @@ fn session(
         }
         *w = Some(out);
     }
+    progress.established_at.store(now_ns(), Ordering::SeqCst);
     progress.established.store(true, Ordering::SeqCst);
 
     let universe = cfg.universe.clone();

@@ -41,13 +41,14 @@ pub fn dut_block() -> Block {
     }
 }
 
-/// Attribute set `k` of a realistic variety: AS paths of 1–5 transit hops after the sender's
+/// Attribute set `k` of a realistic variety: AS paths of 1–5 transit hops (64600–64899, never
+/// an AS of the harness or the DUT, so no loop detection drops them) after the sender's
 /// own AS (eBGP) or none (iBGP, with LOCAL_PREF), MED on a quarter of the sets, 0–2
 /// communities and a large community on every third.
 pub fn attributes(k: u32, sender_as: Option<u32>, next_hop: Ipv4Addr) -> PathAttributes {
     let hops = 1 + (k % 5);
     let mut asns: Vec<u32> = sender_as.into_iter().collect();
-    asns.extend((0..hops).map(|h| 64_600 + (k * 7 + h * 13) % 900));
+    asns.extend((0..hops).map(|h| 64_600 + (k * 7 + h * 13) % 300));
     let mut communities = Vec::new();
     for c in 0..(k % 3) {
         communities.push(Community((65_000 << 16) | ((k * 3 + c) % 65_536)));
