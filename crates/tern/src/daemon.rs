@@ -30,6 +30,7 @@ use controller::datastore::kubernetes::KubeDatastore;
 use controller::datastore::{Datastore, EtcdDatastore, FileDatastore, Snapshot};
 use controller::{NodeEnv, compute};
 use tern_config::DesiredConfig;
+use tern_control::{Backend, ControlOptions, ControlServer, FamilyView};
 use tern_speaker::{ApplySummary, Event, Speaker, SpeakerOptions};
 use tokio::sync::{mpsc, oneshot};
 
@@ -87,6 +88,40 @@ pub struct DaemonArgs {
     /// How often a `--config FILE` is re-read, in milliseconds (datastores are watched).
     #[arg(long, default_value_t = 1000)]
     pub poll_interval: u64,
+    /// BIRD-compatible control socket, IPv4 view (`birdc`, calico-node's health checks,
+    /// `calicoctl node status`, `ternc`); empty for none [default: /var/run/calico/bird.ctl].
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    /// The IPv6 view's socket [default: next to the IPv4 one, `bird6.ctl` for `bird.ctl`,
+    /// else the name with `6` before its extension].
+    #[arg(long)]
+    pub control_socket_v6: Option<PathBuf>,
+}
+
+/// The two control sockets the flags ask for (none when `--control-socket` is empty).
+pub fn control_socket_paths(args: &DaemonArgs) -> Option<(PathBuf, PathBuf)> {
+    let v4 = args
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(tern_control::DEFAULT_SOCKET));
+    if v4.as_os_str().is_empty() {
+        return None;
+    }
+    let v6 = args.control_socket_v6.clone().unwrap_or_else(|| {
+        let name = v4
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = match name.as_str() {
+            "bird.ctl" => "bird6.ctl".to_string(),
+            n => match n.rsplit_once('.') {
+                Some((stem, ext)) if !stem.is_empty() => format!("{stem}6.{ext}"),
+                _ => format!("{n}6"),
+            },
+        };
+        v4.with_file_name(name)
+    });
+    Some((v4, v6))
 }
 
 fn env(name: &str) -> Option<String> {
@@ -297,6 +332,14 @@ fn source(args: &DaemonArgs) -> anyhow::Result<Source> {
 }
 
 impl Source {
+    /// What `configure` says it reads.
+    fn describe(&self) -> String {
+        match self {
+            Source::File { path, .. } => path.display().to_string(),
+            Source::Calico { kind, .. } => format!("the {kind} datastore"),
+        }
+    }
+
     /// Reads the whole source now.
     fn read(&mut self) -> anyhow::Result<DesiredConfig> {
         match self {
@@ -502,10 +545,8 @@ impl Watcher {
 }
 
 /// The running daemon as other parts of the process see it (control socket, metrics).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DaemonHandle {
-    /// The engine.
-    pub speaker: Arc<Speaker>,
     reloads: std_mpsc::Sender<ReloadRequest>,
     stop: mpsc::Sender<String>,
 }
@@ -525,6 +566,44 @@ impl DaemonHandle {
     pub async fn stop(&self, message: &str) {
         let _ = self.stop.send(message.to_string()).await;
     }
+}
+
+/// Serves the BIRD-compatible control sockets: `configure` re-reads the source and applies
+/// it, `down` stops the daemon.
+fn start_control(
+    speaker: &Arc<Speaker>,
+    handle: &DaemonHandle,
+    described: String,
+    v4: PathBuf,
+    v6: PathBuf,
+) -> anyhow::Result<(ControlServer, ControlServer, Arc<Backend>)> {
+    let reload = handle.clone();
+    let down = handle.clone();
+    let backend = Arc::new(
+        Backend::new(speaker.clone())
+            .on_configure(move || {
+                let reload = reload.clone();
+                let described = described.clone();
+                async move {
+                    reload
+                        .reload()
+                        .await
+                        .map(|_| described)
+                        .map_err(|e| format!("{e:#}"))
+                }
+            })
+            .on_down(move || {
+                let down = down.clone();
+                async move { down.stop("shutdown ordered").await }
+            }),
+    );
+    let open = |path: PathBuf, family| {
+        ControlServer::bind(ControlOptions::new(path.clone(), family), backend.clone())
+            .with_context(|| format!("control socket {}", path.display()))
+    };
+    let s4 = open(v4, FamilyView::V4)?;
+    let s6 = open(v6, FamilyView::V6)?;
+    Ok((s4, s6, backend))
 }
 
 fn log_summary(s: &ApplySummary) {
@@ -599,6 +678,7 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
         let (tx, mut rx) = mpsc::channel::<Update>(4);
         let (reload_tx, reload_rx) = std_mpsc::channel();
         let (stop_tx, mut stop_rx) = mpsc::channel::<String>(1);
+        let described = src.describe();
         let watcher = Watcher {
             source: src,
             last: speaker.config().await?,
@@ -609,11 +689,15 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name("config-watch".into())
             .spawn(move || watcher.run())?;
-        let _handle = DaemonHandle {
-            speaker: speaker.clone(),
+        let handle = DaemonHandle {
             reloads: reload_tx,
             stop: stop_tx,
         };
+        let control = match control_socket_paths(&args) {
+            Some((v4, v6)) => Some(start_control(&speaker, &handle, described, v4, v6)?),
+            None => None,
+        };
+        drop(handle);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let started = Instant::now();
         let message = loop {
@@ -640,7 +724,12 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
             }
         };
         tracing::info!(after = ?started.elapsed(), %message, "shutting down");
-        drop(_handle);
+        // Sockets first (their clients hold the speaker), then the speaker.
+        if let Some((v4, v6, backend)) = control {
+            v4.shutdown().await;
+            v6.shutdown().await;
+            drop(backend);
+        }
         match Arc::try_unwrap(speaker) {
             Ok(s) => s.shutdown(&message).await?,
             Err(_) => tracing::warn!("speaker still shared at shutdown; dropping it"),
@@ -663,6 +752,33 @@ mod tests {
         assert_eq!(log_directive("none"), Some("error"));
         assert_eq!(log_directive("trace"), Some("trace"));
         assert_eq!(log_directive("loud"), None);
+    }
+
+    #[test]
+    fn control_sockets_default_to_calicos_and_pair_up() {
+        let paths = |v4: Option<&str>, v6: Option<&str>| {
+            control_socket_paths(&DaemonArgs {
+                control_socket: v4.map(PathBuf::from),
+                control_socket_v6: v6.map(PathBuf::from),
+                ..DaemonArgs::default()
+            })
+        };
+        assert_eq!(
+            paths(None, None),
+            Some((
+                PathBuf::from("/var/run/calico/bird.ctl"),
+                PathBuf::from("/var/run/calico/bird6.ctl")
+            ))
+        );
+        assert_eq!(
+            paths(Some("/tmp/x/tern.sock"), None).map(|p| p.1),
+            Some(PathBuf::from("/tmp/x/tern6.sock"))
+        );
+        assert_eq!(
+            paths(Some("/tmp/a"), Some("/tmp/b")).map(|p| p.1),
+            Some(PathBuf::from("/tmp/b"))
+        );
+        assert_eq!(paths(Some(""), None), None);
     }
 
     #[test]

@@ -56,6 +56,8 @@ fn two_ternd_nodes_exchange_blocks_into_the_kernel() {
             c.display().to_string(),
             "--poll-interval".into(),
             "200".into(),
+            "--control-socket".into(),
+            c.with_extension("ctl").display().to_string(),
         ]
     };
     let aa = args(&ca);
