@@ -16,9 +16,10 @@
 //!   caliconodestatuses/<name>` (contract §5.2): read, set `status`, and write back in a
 //!   transaction that succeeds only if the key's `mod_revision` is unchanged (a concurrent
 //!   spec change is never overwritten; the write is retried on the new value).
-//! * **kubernetes** — `PUT /apis/crd.projectcalico.org/v1/caliconodestatuses/<name>/status`
-//!   with the object and its `resourceVersion`, as libcalico-go's `UpdateStatus` does; a
-//!   `409 Conflict` re-reads the object and tries once more.
+//! * **kubernetes** — Calico's CRD (`crd.projectcalico.org/v1`) has no `status` subresource,
+//!   so calico-node updates the whole object; Tern reads it, sets `status` and `PUT`s it to
+//!   `/apis/crd.projectcalico.org/v1/caliconodestatuses/<name>` with the `resourceVersion`
+//!   just read (everything else kept as it is); a `409 Conflict` reads and tries again.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -310,8 +311,9 @@ pub enum StatusStore {
 }
 
 impl StatusStore {
-    /// Write `report` as the status of `resource`. Returns the resource's new
-    /// `resourceVersion` where the datastore has one (Kubernetes), for the next write.
+    /// Write `report` as the status of `resource` (only its name is used: the current object
+    /// is read from the datastore). Returns the new `resourceVersion` where the datastore
+    /// reports one (Kubernetes).
     pub async fn write(
         &self,
         resource: &CalicoNodeStatus,
@@ -490,7 +492,10 @@ impl EtcdStatusStore {
 
 const CRD_PATH: &str = "/apis/crd.projectcalico.org/v1/caliconodestatuses/";
 
-/// Statuses in Kubernetes (`crd.projectcalico.org/v1`).
+/// Statuses in Kubernetes (`crd.projectcalico.org/v1`). Calico's CRD has no `status`
+/// subresource, so the status is written with the object: read it, set `status`, `PUT` it
+/// back with the `resourceVersion` just read (labels, annotations, owners and a concurrent
+/// spec change are all kept; `409 Conflict` reads again).
 #[derive(Clone)]
 pub struct KubeStatusStore {
     client: kube::Client,
@@ -525,57 +530,15 @@ impl KubeStatusStore {
         Ok(KubeStatusStore::new(client, &what))
     }
 
-    /// The CRD object with `report` as its status, as PUT to the `status` subresource.
-    pub fn body(
-        resource: &CalicoNodeStatus,
-        resource_version: Option<&str>,
-        report: &NodeStatusReport,
-    ) -> Value {
-        let mut metadata = json!({"name": resource.metadata.name});
-        if let Some(rv) = resource_version {
-            metadata["resourceVersion"] = Value::String(rv.to_string());
-        }
-        json!({
-            "apiVersion": "crd.projectcalico.org/v1",
-            "kind": "CalicoNodeStatus",
-            "metadata": metadata,
-            "spec": resource.spec,
-            "status": report,
-        })
+    /// The object's API path.
+    pub fn path(name: &str) -> String {
+        format!("{CRD_PATH}{name}")
     }
 
-    async fn put(
-        &self,
-        resource: &CalicoNodeStatus,
-        resource_version: Option<&str>,
-        report: &NodeStatusReport,
-    ) -> Result<String, kube::Error> {
-        let name = &resource.metadata.name;
-        let body = serde_json::to_vec(&Self::body(resource, resource_version, report))
-            .map_err(kube::Error::SerdeError)?;
-        let req = http::Request::put(format!("{CRD_PATH}{name}/status"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .map_err(kube::Error::HttpError)?;
-        let v: Value = self.client.request(req).await?;
-        Ok(v.pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string())
-    }
-
-    async fn current_version(&self, name: &str) -> Result<String, StatusError> {
-        let req = http::Request::get(format!("{CRD_PATH}{name}"))
-            .body(Vec::new())
-            .map_err(|e| remote(&self.what, e))?;
-        match self.client.request::<Value>(req).await {
-            Ok(v) => Ok(v
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Err(StatusError::NotFound(name.into())),
-            Err(e) => Err(remote(&self.what, e)),
+    fn api_error(&self, name: &str, e: kube::Error) -> StatusError {
+        match e {
+            kube::Error::Api(s) if s.code == 404 => StatusError::NotFound(name.to_string()),
+            e => remote(&self.what, format!("{name}: {e}")),
         }
     }
 
@@ -585,20 +548,44 @@ impl KubeStatusStore {
         report: &NodeStatusReport,
     ) -> Result<String, StatusError> {
         let name = &resource.metadata.name;
-        let rv = resource.metadata.resource_version.as_deref();
-        match self.put(resource, rv, report).await {
-            Ok(rv) => Ok(rv),
-            Err(kube::Error::Api(s)) if s.code == 404 => Err(StatusError::NotFound(name.clone())),
-            // Someone else changed the object since we read it: take its current version
-            // (status writes replace only the status) and try once more.
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                let current = self.current_version(name).await?;
-                self.put(resource, Some(&current), report)
-                    .await
-                    .map_err(|e| remote(&self.what, format!("{name}: {e}")))
+        let path = Self::path(name);
+        let status = serde_json::to_value(report).map_err(|e| remote(&self.what, e))?;
+        // Someone else may change the object between our read and write; read again then
+        // (a few times: the other writer is a person editing the spec).
+        for _ in 0..3 {
+            let get = http::Request::get(&path)
+                .body(Vec::new())
+                .map_err(|e| remote(&self.what, e))?;
+            let mut object: Value = self
+                .client
+                .request(get)
+                .await
+                .map_err(|e| self.api_error(name, e))?;
+            let Some(o) = object.as_object_mut() else {
+                return Err(remote(&self.what, format!("{name}: not a JSON object")));
+            };
+            o.insert("status".into(), status.clone());
+            let body = serde_json::to_vec(&object).map_err(|e| remote(&self.what, e))?;
+            let put = http::Request::put(&path)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .map_err(|e| remote(&self.what, e))?;
+            match self.client.request::<Value>(put).await {
+                Ok(v) => {
+                    return Ok(v
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string());
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(self.api_error(name, e)),
             }
-            Err(e) => Err(remote(&self.what, format!("{name}: {e}"))),
         }
+        Err(remote(
+            &self.what,
+            format!("{name}: changed during every write attempt"),
+        ))
     }
 }
 

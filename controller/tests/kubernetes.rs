@@ -309,27 +309,31 @@ const NODE_STATUSES: &str = r#"{"kind":"CalicoNodeStatusList","apiVersion":"crd.
 
 const CONFLICT: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the object has been modified","reason":"Conflict","code":409}"#;
 
-const S1_NOW: &str = r#"{"apiVersion":"crd.projectcalico.org/v1","kind":"CalicoNodeStatus","metadata":{"name":"s1","resourceVersion":"31"},
+const S1_V31: &str = r#"{"apiVersion":"crd.projectcalico.org/v1","kind":"CalicoNodeStatus","metadata":{"name":"s1","resourceVersion":"31","uid":"u9","labels":{"team":"net"}},
   "spec":{"node":"kube-master","classes":["Agent","BGP"],"updatePeriodSeconds":10}}"#;
 
-const S1_WRITTEN: &str = r#"{"apiVersion":"crd.projectcalico.org/v1","kind":"CalicoNodeStatus","metadata":{"name":"s1","resourceVersion":"32"},
+/// Someone edited the spec meanwhile (the period).
+const S1_V32: &str = r#"{"apiVersion":"crd.projectcalico.org/v1","kind":"CalicoNodeStatus","metadata":{"name":"s1","resourceVersion":"32","uid":"u9","labels":{"team":"net"}},
+  "spec":{"node":"kube-master","classes":["Agent","BGP"],"updatePeriodSeconds":30}}"#;
+
+const S1_WRITTEN: &str = r#"{"apiVersion":"crd.projectcalico.org/v1","kind":"CalicoNodeStatus","metadata":{"name":"s1","resourceVersion":"33"},
   "spec":{"node":"kube-master","classes":["Agent","BGP"],"updatePeriodSeconds":10},"status":{}}"#;
 
 #[test]
-fn node_status_is_put_to_the_status_subresource_with_a_conflict_retry() {
+fn node_status_is_put_with_the_object_and_retried_on_conflict() {
     use controller::node_status::*;
-    let status_path = "/apis/crd.projectcalico.org/v1/caliconodestatuses/s1/status";
+    // Calico's CRD has no status subresource: the whole object is read and put back.
+    let object_path = "/apis/crd.projectcalico.org/v1/caliconodestatuses/s1";
     let mut script = Script::default();
     script.lists.insert(
         "/apis/crd.projectcalico.org/v1/caliconodestatuses".into(),
         VecDeque::from([NODE_STATUSES]),
     );
-    script.lists.insert(
-        "/apis/crd.projectcalico.org/v1/caliconodestatuses/s1".into(),
-        VecDeque::from([S1_NOW]),
-    );
+    script
+        .lists
+        .insert(object_path.into(), VecDeque::from([S1_V31, S1_V32]));
     script.puts.insert(
-        status_path.into(),
+        object_path.into(),
         VecDeque::from([(409, CONFLICT), (200, S1_WRITTEN)]),
     );
     let server = start(script);
@@ -380,20 +384,23 @@ fn node_status_is_put_to_the_status_subresource_with_a_conflict_retry() {
             store.write(&resource, &report).await
         })
         .unwrap();
-    assert_eq!(version.as_deref(), Some("32"));
+    assert_eq!(version.as_deref(), Some("33"));
 
     let writes = server.script.lock().unwrap().writes.clone();
     assert_eq!(writes.len(), 2, "{writes:?}");
     for (i, (method, target, body)) in writes.iter().enumerate() {
         assert_eq!(method, "PUT");
-        assert_eq!(target, status_path);
+        assert_eq!(target, object_path);
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["apiVersion"], "crd.projectcalico.org/v1");
         assert_eq!(v["kind"], "CalicoNodeStatus");
         assert_eq!(v["metadata"]["name"], "s1");
-        // First the version we had, then the one read after the 409.
-        let rv = ["30", "31"][i];
-        assert_eq!(v["metadata"]["resourceVersion"], rv);
+        // The object as read each time: its version, labels and uid, and the edited spec
+        // after the 409.
+        assert_eq!(v["metadata"]["resourceVersion"], ["31", "32"][i]);
+        assert_eq!(v["metadata"]["uid"], "u9");
+        assert_eq!(v["metadata"]["labels"]["team"], "net");
+        assert_eq!(v["spec"]["updatePeriodSeconds"], [10, 30][i]);
         assert_eq!(v["spec"]["node"], "kube-master");
         assert_eq!(v["status"]["lastUpdated"], "2026-11-23T17:30:00Z");
         assert_eq!(v["status"]["agent"]["birdV4"]["routerID"], "10.192.0.2");
@@ -408,6 +415,13 @@ fn node_status_is_put_to_the_status_subresource_with_a_conflict_retry() {
         let back: NodeStatusReport = serde_json::from_value(v["status"].clone()).unwrap();
         assert_eq!(back, report);
     }
+
+    let log = server.script.lock().unwrap().log.clone();
+    assert_eq!(
+        log.iter().filter(|l| *l == object_path).count(),
+        4,
+        "GET, PUT, GET, PUT: {log:?}"
+    );
 
     // A resource deleted meanwhile is reported as gone (the server answers 404).
     let mut gone = resource.clone();

@@ -268,12 +268,8 @@ async fn reconcile(
     }
     for (name, resource) in wanted {
         match tracked.get_mut(name) {
-            Some(t) if t.resource.spec == resource.spec => {
-                // Our own write coming back, or metadata only: keep the newer version.
-                if resource.metadata.resource_version.is_some() {
-                    t.resource.metadata = resource.metadata.clone();
-                }
-            }
+            // Our own write coming back, or a metadata change: nothing to report.
+            Some(t) if t.resource.spec == resource.spec => {}
             Some(t) => {
                 t.resource = resource.clone();
                 t.due = Some(Instant::now());
@@ -331,10 +327,7 @@ async fn report_due(
             ..report.clone()
         };
         match store.write(&t.resource, &stamped).await {
-            Ok(version) => {
-                if let Some(v) = version.filter(|v| !v.is_empty()) {
-                    t.resource.metadata.resource_version = Some(v);
-                }
+            Ok(_) => {
                 t.written = Some(report);
                 tracing::debug!(resource = %name, "CalicoNodeStatus written");
             }

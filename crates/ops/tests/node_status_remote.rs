@@ -156,13 +156,18 @@ async fn reporter_writes_into_etcd() {
 /// Requests seen: method, path, JSON body.
 type Recorded = Arc<Mutex<Vec<(String, String, Value)>>>;
 
-/// A stand-in API server: answers every PUT with the next resourceVersion and records it.
-fn api_server() -> (String, Recorded) {
+const OBJECT: &str = "/apis/crd.projectcalico.org/v1/caliconodestatuses/node-a-status";
+
+/// A stand-in API server holding one CalicoNodeStatus (Calico's CRD: no status subresource):
+/// `GET` returns it, a `PUT` with its current `resourceVersion` replaces it and bumps the
+/// version, a stale one gets `409 Conflict`. Every request is recorded.
+fn api_server(object: Value) -> (String, Recorded) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let puts = Arc::new(Mutex::new(Vec::new()));
-    let seen = puts.clone();
+    let seen: Recorded = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
     std::thread::spawn(move || {
+        let mut current = object;
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
             let mut reader = BufReader::new(conn.try_clone().unwrap());
@@ -187,31 +192,53 @@ fn api_server() -> (String, Recorded) {
             let mut parts = line.split(' ');
             let (method, path) = (parts.next().unwrap(), parts.next().unwrap());
             let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let mut puts = seen.lock().unwrap();
-            puts.push((method.to_string(), path.to_string(), body.clone()));
-            let mut reply = body;
-            reply["metadata"]["resourceVersion"] = json!(format!("{}", 100 + puts.len()));
-            drop(puts);
+            log.lock()
+                .unwrap()
+                .push((method.to_string(), path.to_string(), body.clone()));
+            let rv = |v: &Value| {
+                v["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            };
+            let (code, reply) = match (method, path == OBJECT) {
+                ("GET", true) => (200, current.clone()),
+                ("PUT", true) if rv(&body) == rv(&current) => {
+                    let next: u64 = rv(&current).parse().unwrap();
+                    current = body;
+                    current["metadata"]["resourceVersion"] = json!((next + 1).to_string());
+                    (200, current.clone())
+                }
+                ("PUT", true) => (
+                    409,
+                    json!({"kind": "Status", "code": 409, "reason": "Conflict"}),
+                ),
+                _ => (
+                    404,
+                    json!({"kind": "Status", "code": 404, "reason": "NotFound"}),
+                ),
+            };
             let reply = reply.to_string();
             let _ = write!(
                 conn,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
                 reply.len()
             );
         }
     });
-    (url, puts)
+    (url, seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reporter_puts_the_status_subresource() {
-    let (url, puts) = api_server();
+async fn reporter_puts_the_object_with_its_status() {
     let crd = json!({
         "apiVersion": "crd.projectcalico.org/v1", "kind": "CalicoNodeStatus",
-        "metadata": {"name": "node-a-status", "resourceVersion": "7"},
+        "metadata": {"name": "node-a-status", "resourceVersion": "7", "uid": "u-7",
+                     "labels": {"team": "net"}},
         "spec": {"node": "node-a", "classes": ["Agent", "BGP"], "updatePeriodSeconds": 1},
     });
-    let (model, problems) = Model::from_documents([("list".to_string(), crd)]);
+    let (url, requests_seen) = api_server(crd.clone());
+    let (model, problems) = Model::from_documents([("list".to_string(), crd.clone())]);
     assert!(problems.is_empty(), "{problems:?}");
     let requests: BTreeMap<_, _> = model.node_statuses;
     let (_tx, rx) = tokio::sync::watch::channel(requests);
@@ -224,39 +251,37 @@ async fn reporter_puts_the_status_subresource() {
         a.clone(),
         rx,
     ));
-    // First report: the peer not up. Then B comes up: a second report.
+    let puts = |seen: &Recorded| -> Vec<Value> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _, _)| m == "PUT")
+            .map(|(_, _, b)| b.clone())
+            .collect()
+    };
+    // First report: the peer not up. Then B comes up: another report.
     eventually("the first PUT", 10, || async {
-        (!puts.lock().unwrap().is_empty()).then_some(())
+        (!puts(&requests_seen).is_empty()).then_some(())
     })
     .await;
     let _b = speaker_b(port).await;
     let all = eventually("a PUT with the session established", 30, || async {
-        let p = puts.lock().unwrap().clone();
+        let p = puts(&requests_seen);
         p.iter()
-            .any(|(_, _, b)| b["status"]["bgp"]["numberEstablishedV4"] == 1)
+            .any(|b| b["status"]["bgp"]["numberEstablishedV4"] == 1)
             .then_some(p)
     })
     .await;
-    for (i, (method, path, body)) in all.iter().enumerate() {
-        assert_eq!(method, "PUT");
-        assert_eq!(
-            path,
-            "/apis/crd.projectcalico.org/v1/caliconodestatuses/node-a-status/status"
-        );
-        assert_eq!(body["kind"], "CalicoNodeStatus");
-        assert_eq!(body["spec"]["node"], "node-a");
-        // The first write carries the listed version, each later one the version the
-        // previous write returned.
-        let rv = if i == 0 {
-            "7".to_string()
-        } else {
-            format!("{}", 100 + i)
-        };
+    for (i, body) in all.iter().enumerate() {
+        // Each write is the object as read just before, version included: 7, 8, 9, …
         assert_eq!(
             body["metadata"]["resourceVersion"],
-            rv.as_str(),
+            (7 + i).to_string().as_str(),
             "write {i}"
         );
+        assert_eq!(body["metadata"]["uid"], "u-7");
+        assert_eq!(body["metadata"]["labels"], crd["metadata"]["labels"]);
+        assert_eq!(body["spec"], crd["spec"]);
         assert_eq!(body["status"]["agent"]["birdV4"]["state"], "Ready");
         assert_eq!(body["status"]["agent"]["birdV4"]["routerID"], "127.0.0.1");
         assert!(body["status"].get("routes").is_none());
@@ -267,6 +292,13 @@ async fn reporter_puts_the_status_subresource() {
                 .ends_with('Z')
         );
     }
-    assert_eq!(all[0].2["status"]["bgp"]["numberNotEstablishedV4"], 1);
+    assert_eq!(all[0]["status"]["bgp"]["numberNotEstablishedV4"], 1);
+    // Every request went to the object itself (no status subresource), a GET before each PUT.
+    let seen = requests_seen.lock().unwrap().clone();
+    assert!(seen.iter().all(|(_, path, _)| path == OBJECT), "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|(m, _, _)| m == "GET").count(),
+        all.len()
+    );
     reporter.abort();
 }
