@@ -473,4 +473,111 @@ mod tests {
         let later = build_report(&obs, all, at(1_795_453_200 + 86_400));
         assert_eq!(later.bgp.unwrap().peers_v4[0].since, "2026-11-23");
     }
+
+    fn route(prefix: &str, from: RouteFrom, nh: Option<&str>, best: bool) -> RouteEntry {
+        let mut attrs = rib::RouteAttrs::bgp(bgp_wire::PathAttributes::default());
+        if prefix == "10.65.2.0/26" {
+            attrs.krt_tunnel = Some("tunl0".into());
+        }
+        if matches!(from, RouteFrom::Kernel | RouteFrom::Direct) {
+            attrs.ifname = Some("eth0".into());
+        }
+        RouteEntry {
+            prefix: prefix.parse().unwrap(),
+            from,
+            next_hop: nh.map(|a| a.parse().unwrap()),
+            best,
+            multipath: false,
+            stale: false,
+            attrs: Arc::new(attrs),
+        }
+    }
+
+    #[test]
+    fn routes_by_source_as_calico_reports_them() {
+        let obs = Observed {
+            status: status(),
+            peers: vec![
+                peer("Mesh_10_0_0_2", "10.0.0.2", State::Established, true),
+                peer("Global_192_0_2_1", "192.0.2.1", State::Established, true),
+            ],
+            routes: vec![
+                route("0.0.0.0/0", RouteFrom::Kernel, Some("172.17.0.1"), true),
+                route("10.0.0.0/16", RouteFrom::Direct, None, true),
+                route("10.65.0.0/26", RouteFrom::Static, None, true),
+                route(
+                    "10.65.2.0/26",
+                    RouteFrom::Peer("Mesh_10_0_0_2".into()),
+                    Some("10.0.0.2"),
+                    true,
+                ),
+                route(
+                    "10.65.2.0/26",
+                    RouteFrom::Peer("Global_192_0_2_1".into()),
+                    Some("192.0.2.1"),
+                    false,
+                ),
+                route(
+                    "10.65.9.0/26",
+                    RouteFrom::Peer("Mesh_gone".into()),
+                    Some("10.0.0.9"),
+                    true,
+                ),
+                route("fd00:65::/122", RouteFrom::Static, None, true),
+            ],
+        };
+        let only_routes = Classes {
+            agent: false,
+            bgp: false,
+            routes: true,
+        };
+        let r = build_report(&obs, only_routes, at(1_795_453_200));
+        assert!(r.agent.is_none() && r.bgp.is_none());
+        let routes = r.routes.unwrap();
+        let rows: Vec<(&str, RouteType, &str, &str, RouteSourceType, &str)> = routes
+            .routes_v4
+            .iter()
+            .map(|r| {
+                (
+                    r.destination.as_str(),
+                    r.route_type,
+                    r.gateway.as_str(),
+                    r.interface.as_str(),
+                    r.learned_from.source_type,
+                    r.learned_from.peer_ip.as_str(),
+                )
+            })
+            .collect();
+        use RouteSourceType::*;
+        use RouteType::*;
+        assert_eq!(
+            rows,
+            [
+                ("0.0.0.0/0", FIB, "172.17.0.1", "eth0", Kernel, ""),
+                ("10.0.0.0/16", FIB, "N/A", "eth0", Direct, ""),
+                ("10.65.0.0/26", FIB, "N/A", "blackhole", Static, ""),
+                (
+                    "10.65.2.0/26",
+                    FIB,
+                    "10.0.0.2",
+                    "tunl0",
+                    NodeMesh,
+                    "10.0.0.2"
+                ),
+                (
+                    "10.65.2.0/26",
+                    RIB,
+                    "192.0.2.1",
+                    "tunl0",
+                    BGPPeer,
+                    "192.0.2.1"
+                ),
+                // A peer no longer configured: its address is unknown.
+                ("10.65.9.0/26", FIB, "10.0.0.9", "", NodeMesh, ""),
+            ]
+        );
+        assert_eq!(routes.routes_v6.len(), 1);
+        assert_eq!(routes.routes_v6[0].destination, "fd00:65::/122");
+        assert_eq!(routes.routes_v6[0].interface, "blackhole");
+    }
 }
