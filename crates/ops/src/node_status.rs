@@ -209,6 +209,8 @@ struct Tracked {
     due: Option<Instant>,
     /// The last report written (with `lastUpdated` cleared).
     written: Option<NodeStatusReport>,
+    /// The last write failed (warned once, not every period).
+    failing: bool,
 }
 
 /// Reports the status of every CalicoNodeStatus naming `node`, for as long as `requests`
@@ -282,6 +284,7 @@ async fn reconcile(
                         resource: resource.clone(),
                         due: Some(Instant::now()),
                         written: None,
+                        failing: false,
                     },
                 );
             }
@@ -329,6 +332,9 @@ async fn report_due(
         match store.write(&t.resource, &stamped).await {
             Ok(_) => {
                 t.written = Some(report);
+                if std::mem::take(&mut t.failing) {
+                    tracing::info!(resource = %name, "CalicoNodeStatus written again");
+                }
                 tracing::debug!(resource = %name, "CalicoNodeStatus written");
             }
             Err(StatusError::NotFound(_)) => {
@@ -336,7 +342,11 @@ async fn report_due(
                 tracked.remove(&name);
             }
             Err(e) => {
-                tracing::warn!(resource = %name, error = %e, "cannot write CalicoNodeStatus; will retry");
+                if std::mem::replace(&mut t.failing, true) {
+                    tracing::debug!(resource = %name, error = %e, "cannot write CalicoNodeStatus");
+                } else {
+                    tracing::warn!(resource = %name, error = %e, "cannot write CalicoNodeStatus; will retry");
+                }
                 let retry = if period > 0 {
                     Duration::from_secs(period)
                 } else {

@@ -175,3 +175,31 @@ async fn status_file_follows_the_speaker() {
     a.shutdown("done").await.unwrap();
     b.shutdown("done").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_is_retried() {
+    let dir = TempDir::new("ops-nsr");
+    dir.write("50-status.yaml", RESOURCES);
+    let snapshot = FileDatastore::new(dir.path()).snapshot().unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(snapshot.model.node_statuses.clone());
+    // `status` is a file, not a folder: writing fails until it is removed.
+    let blocker = dir.write("status", "in the way");
+    let (a, _port) = speaker_a().await;
+    let store = StatusStore::File(FileStatusStore::new(dir.path()));
+    let reporter = tokio::spawn(tern_ops::node_status::run(
+        store,
+        "node-a".into(),
+        a.clone(),
+        rx,
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(blocker.is_file());
+    std::fs::remove_file(&blocker).unwrap();
+    let path = dir.path().join("status/node-a-status.yaml");
+    let (_, status) = eventually("the status after the retry", 10, || async {
+        read_status(&path)
+    })
+    .await;
+    assert_eq!(status.bgp.unwrap().peers_v4[0].peer_ip, "127.0.0.2");
+    reporter.abort();
+}
