@@ -1,0 +1,801 @@
+//! End to end: a Calico cluster in network namespaces run by `ternd` and `tern-rr`, with a real
+//! etcd (`etcd-server`) as the datastore (`DATASTORE_TYPE=etcdv3`).
+//!
+//! Topology: a LAN namespace holding a bridge (10.77.0.0/24) and etcd (10.77.0.2:2379); three
+//! Calico nodes (10.77.0.11–13, the resources of `demo/calico/`), a workload on node-1 and
+//! node-2 wired as Felix wires one (a `cali…` veth into the workload's namespace, a /32 host
+//! route at metric 1024, proxy ARP); a top-of-rack router "tor" (10.77.0.20, AS 65001, a
+//! `tern-rr --config` that takes routes and sends none) that every node peers with through a
+//! global BGPPeer with a BGPFilter; later a route reflector node `rr-1` (10.77.0.10) running
+//! `tern-rr`. Every daemon reads etcd and follows its watch; nothing is restarted between
+//! stages.
+//!
+//! 1. Full mesh: each node has a blackhole for its own block and the others' blocks `via`
+//!    their node `proto bird`, and no workload /32; the tor learns every block.
+//! 2. Mesh off in etcd: remote blocks disappear, blackholes stay, the tor sessions are not
+//!    reset (established count unchanged, read over the control socket).
+//! 3. `rr-1` with a routeReflectorClusterID and a global BGPPeer selecting it: every block is
+//!    back via its originating node (reflected with the next hop unchanged); pod-to-pod ping.
+//! 4. Hitless: the tor's BGPFilter is edited in etcd to reject node-1's block; the tor loses
+//!    it, and no session anywhere is reset.
+//! 5. Restart: during a continuous pod-to-pod ping, node-2's ternd is SIGKILLed and started
+//!    again; its kernel routes stay, its peers keep its routes (graceful restart), and no ping
+//!    is lost.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tern_tests::{Daemon, Netns, TempDir, require_binary, require_root, run};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+const ETCD_IP: &str = "10.77.0.2";
+const TOR_IP: &str = "10.77.0.20";
+
+struct Spec {
+    name: &'static str,
+    ip: &'static str,
+    block: Option<&'static str>,
+    pod: Option<&'static str>,
+}
+
+const NODES: [Spec; 3] = [
+    Spec {
+        name: "node-1",
+        ip: "10.77.0.11",
+        block: Some("10.244.1.0/26"),
+        pod: Some("10.244.1.5"),
+    },
+    Spec {
+        name: "node-2",
+        ip: "10.77.0.12",
+        block: Some("10.244.2.0/26"),
+        pod: Some("10.244.2.5"),
+    },
+    Spec {
+        name: "node-3",
+        ip: "10.77.0.13",
+        block: Some("10.244.3.0/26"),
+        pod: None,
+    },
+];
+
+const RR: Spec = Spec {
+    name: "rr-1",
+    ip: "10.77.0.10",
+    block: None,
+    pod: None,
+};
+
+fn demo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo")
+}
+
+// ===== etcd =====
+
+fn plural(kind: &str) -> &'static str {
+    match kind {
+        "BGPConfiguration" => "bgpconfigurations",
+        "BGPPeer" => "bgppeers",
+        "BGPFilter" => "bgpfilters",
+        "IPPool" => "ippools",
+        "Node" => "nodes",
+        other => panic!("no etcd plural for {other}"),
+    }
+}
+
+/// Where libcalico-go keeps a document in etcd (contract §5.2), and its value.
+fn etcd_kv(doc: &Value) -> (String, String) {
+    let kind = doc["kind"].as_str().unwrap();
+    if kind == "BlockAffinity" {
+        let spec = &doc["spec"];
+        let cidr = spec["cidr"].as_str().unwrap().replace('/', "-");
+        let family = if cidr.contains(':') { "ipv6" } else { "ipv4" };
+        return (
+            format!(
+                "/calico/ipam/v2/host/{}/{family}/block/{cidr}",
+                spec["node"].as_str().unwrap()
+            ),
+            json!({"state": spec["state"]}).to_string(),
+        );
+    }
+    let name = doc["metadata"]["name"].as_str().unwrap();
+    (
+        format!(
+            "/calico/resources/v3/projectcalico.org/{}/{name}",
+            plural(kind)
+        ),
+        doc.to_string(),
+    )
+}
+
+fn yaml_docs(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap()
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+struct Etcd {
+    _daemon: Daemon,
+    _dir: TempDir,
+}
+
+/// etcd inside the LAN namespace, on the bridge's address.
+fn start_etcd(bin: &Path, lan: &Netns) -> Etcd {
+    let dir = TempDir::new("e2etcd");
+    let client = format!("http://{ETCD_IP}:2379");
+    let peer = "http://127.0.0.1:2380";
+    let mut cmd = lan.command(bin);
+    cmd.args(["--name", "e2e", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen-client-urls", &client])
+        .args(["--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", peer])
+        .args(["--initial-advertise-peer-urls", peer])
+        .args(["--initial-cluster", &format!("e2e={peer}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let daemon = Daemon::spawn(cmd);
+    Etcd {
+        _daemon: daemon,
+        _dir: dir,
+    }
+}
+
+/// Writes (or with `None`, deletes) keys, from a thread inside the LAN namespace.
+fn etcd_write(lan: &Netns, kvs: Vec<(String, Option<String>)>) {
+    lan.run_in(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let endpoint = format!("http://{ETCD_IP}:2379");
+            let start = Instant::now();
+            let mut client = loop {
+                let e = match etcd_client::Client::connect([endpoint.as_str()], None).await {
+                    Ok(mut c) => match c.get("/", None).await {
+                        Ok(_) => break c,
+                        Err(e) => e.to_string(),
+                    },
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "etcd does not answer: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            for (k, v) in kvs {
+                match v {
+                    Some(v) => client.put(k, v, None).await.unwrap(),
+                    None => {
+                        client.delete(k, None).await.unwrap();
+                        continue;
+                    }
+                };
+            }
+        })
+    })
+}
+
+fn put_docs(lan: &Netns, docs: &[Value]) {
+    etcd_write(
+        lan,
+        docs.iter()
+            .map(|d| {
+                let (k, v) = etcd_kv(d);
+                (k, Some(v))
+            })
+            .collect(),
+    );
+}
+
+// ===== topology =====
+
+struct Node {
+    spec: &'static Spec,
+    ns: Netns,
+    pod_ns: Option<Netns>,
+    daemon: Option<Daemon>,
+    dir: PathBuf,
+}
+
+impl Node {
+    fn routes(&self) -> String {
+        self.ns.ip(["route", "show", "proto", "bird"])
+    }
+    fn socket(&self) -> PathBuf {
+        self.dir.join("bird.ctl")
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+}
+
+struct Cluster {
+    lan: Netns,
+    nodes: Vec<Node>,
+    work: TempDir,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let lan = Netns::new("e3l");
+        lan.ip(["link", "add", "br0", "type", "bridge"]);
+        lan.ip(["addr", "add", &format!("{ETCD_IP}/24"), "dev", "br0"]);
+        lan.ip(["link", "set", "br0", "up"]);
+        Cluster {
+            lan,
+            nodes: Vec::new(),
+            work: TempDir::new("e3w"),
+        }
+    }
+
+    fn add_node(&mut self, spec: &'static Spec) {
+        let ns = Netns::new("e3n");
+        ns.exec("sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+        let port = tern_tests::unique_name("e3p");
+        run(
+            "ip",
+            [
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                ns.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                self.lan.name(),
+            ],
+        );
+        self.lan
+            .ip(["link", "set", port.as_str(), "master", "br0", "up"]);
+        ns.ip(["addr", "add", &format!("{}/24", spec.ip), "dev", "eth0"]);
+        ns.ip(["link", "set", "eth0", "up"]);
+        let pod_ns = spec.pod.map(|pod| {
+            let pod_ns = Netns::new("e3w");
+            let cali = format!(
+                "cali{:011x}",
+                0x0c2b_3c4d_5e00_u64 + self.nodes.len() as u64
+            );
+            run(
+                "ip",
+                [
+                    "link",
+                    "add",
+                    "eth0",
+                    "netns",
+                    pod_ns.name(),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &cali,
+                    "netns",
+                    ns.name(),
+                ],
+            );
+            ns.exec(
+                "sysctl",
+                ["-qw", &format!("net.ipv4.conf.{cali}.proxy_arp=1")],
+            );
+            ns.ip(["link", "set", cali.as_str(), "up"]);
+            ns.ip([
+                "route",
+                "add",
+                &format!("{pod}/32"),
+                "dev",
+                &cali,
+                "scope",
+                "link",
+                "metric",
+                "1024",
+            ]);
+            pod_ns.ip(["addr", "add", &format!("{pod}/32"), "dev", "eth0"]);
+            pod_ns.ip(["link", "set", "eth0", "up"]);
+            pod_ns.ip([
+                "route",
+                "add",
+                "169.254.1.1",
+                "dev",
+                "eth0",
+                "scope",
+                "link",
+            ]);
+            pod_ns.ip([
+                "route",
+                "add",
+                "default",
+                "via",
+                "169.254.1.1",
+                "dev",
+                "eth0",
+            ]);
+            let mac = ns.ip(["-br", "link", "show", cali.as_str()]);
+            let mac = mac.split_whitespace().nth(2).unwrap().to_string();
+            pod_ns.ip([
+                "neigh",
+                "replace",
+                "169.254.1.1",
+                "lladdr",
+                &mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ]);
+            pod_ns
+        });
+        let dir = self.work.path().join(spec.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        self.nodes.push(Node {
+            spec,
+            ns,
+            pod_ns,
+            daemon: None,
+            dir,
+        });
+    }
+
+    fn node(&self, name: &str) -> &Node {
+        self.nodes.iter().find(|n| n.spec.name == name).unwrap()
+    }
+
+    fn node_mut(&mut self, name: &str) -> &mut Node {
+        self.nodes.iter_mut().find(|n| n.spec.name == name).unwrap()
+    }
+
+    /// Starts `bin` (ternd or tern-rr) on a node, reading etcd.
+    fn start(&mut self, name: &str, bin: &str, extra: &[&str]) {
+        let node = self.node_mut(name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("daemon.log"))
+            .unwrap();
+        let mut cmd = node.ns.command("env");
+        cmd.arg(format!("NODENAME={}", node.spec.name))
+            .arg("DATASTORE_TYPE=etcdv3")
+            .arg(format!("ETCD_ENDPOINTS=http://{ETCD_IP}:2379"))
+            .arg(format!(
+                "CALICO_ENDPOINT_STATUS_PATH_PREFIX={}",
+                node.dir.display()
+            ))
+            .arg(bin)
+            .arg("--control-socket")
+            .arg(node.socket())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        node.daemon = Some(Daemon::spawn(cmd));
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let log = n.log();
+                let tail: Vec<&str> = log.lines().rev().take(25).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {} log:\n{}\n", n.spec.name, tail.join("\n"))
+            })
+            .collect()
+    }
+
+    fn ping(&self, from: &str, to: &str) -> bool {
+        let to = self.node(to).spec.pod.unwrap();
+        self.node(from)
+            .pod_ns
+            .as_ref()
+            .unwrap()
+            .command("ping")
+            .args(["-c", "1", "-W", "2", to])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+}
+
+// ===== control socket =====
+
+/// `json <command>` over a node's control socket.
+fn control(socket: &Path, command: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let socket = socket.to_path_buf();
+    let command = format!("json {command}");
+    rt.block_on(async move {
+        let mut c = tern_control::client::Client::connect(&socket, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("control socket {}: {e}", socket.display()));
+        let reply = c.command(&command).await.unwrap();
+        let text = tern_control::client::reply_text(&reply);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{command}: {e}: {text}"))
+    })
+}
+
+/// Every BGP protocol of a node: name → (BIRD state word, times established).
+fn sessions(node: &Node) -> BTreeMap<String, (String, u64)> {
+    let v = control(&node.socket(), "show protocols all");
+    v["protocols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["proto"] == "BGP")
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                (
+                    p["bgp"]["state"].as_str().unwrap_or("?").to_string(),
+                    p["bgp"]["counters"]["established"].as_u64().unwrap_or(0),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Prefix → next hop ("blackhole" or the gateway) of a node's best routes.
+fn rib(socket: &Path) -> BTreeMap<String, String> {
+    let v = control(socket, "show route");
+    v["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["primary"].as_bool().unwrap_or(true))
+        .map(|r| {
+            let via = match &r["via"] {
+                Value::Object(o) => o
+                    .get("Router")
+                    .map(|r| r["gateway"].as_str().unwrap_or("?").to_string())
+                    .or_else(|| {
+                        o.get("gateway")
+                            .map(|g| g.as_str().unwrap_or("?").to_string())
+                    })
+                    .unwrap_or_else(|| Value::Object(o.clone()).to_string()),
+                other => other.as_str().map(str::to_lowercase).unwrap_or_default(),
+            };
+            (r["prefix"].as_str().unwrap().to_string(), via)
+        })
+        .collect()
+}
+
+// ===== route checks =====
+
+fn bird_routes(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["blackhole", prefix, ..] => {
+                out.insert(prefix.to_string(), "blackhole".to_string());
+            }
+            [prefix, "via", gw, ..] => {
+                out.insert(prefix.to_string(), format!("via {gw}"));
+            }
+            [prefix, ..] => {
+                out.insert(prefix.to_string(), line.to_string());
+            }
+            [] => {}
+        }
+    }
+    out
+}
+
+fn expected(me: &Spec, remote: bool) -> BTreeMap<String, String> {
+    let mut want = BTreeMap::new();
+    for other in &NODES {
+        let Some(block) = other.block else { continue };
+        if other.name == me.name {
+            want.insert(block.to_string(), "blackhole".to_string());
+        } else if remote {
+            want.insert(block.to_string(), format!("via {}", other.ip));
+        }
+    }
+    want
+}
+
+fn wait_routes(cluster: &Cluster, stage: &str, remote: bool) {
+    for node in cluster.nodes.iter().filter(|n| n.spec.block.is_some()) {
+        let want = expected(node.spec, remote);
+        let start = Instant::now();
+        loop {
+            let have = node.routes();
+            if bird_routes(&have) == want {
+                break;
+            }
+            if start.elapsed() > CONVERGE {
+                panic!(
+                    "{stage}: after {CONVERGE:?} {} has\n{have}\nwant {want:?}\n{}",
+                    node.spec.name,
+                    cluster.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn wait<T>(cluster: &Cluster, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > CONVERGE {
+            panic!("timed out waiting for {what}\n{}", cluster.logs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// ===== resources =====
+
+/// The top-of-rack router: a plain BGP speaker (AS 65001) that accepts every node's routes
+/// and announces none.
+fn tor_config() -> String {
+    let peers: Vec<Value> = NODES
+        .iter()
+        .chain([&RR])
+        .map(|n| {
+            json!({
+                "name": format!("Node_{}", n.ip.replace('.', "_")), "kind": "global",
+                "address": n.ip, "port": 179, "remote_as": 64512, "passive": true,
+                "source_address": TOR_IP, "families": ["ipv4"], "import": "all", "export": "none"
+            })
+        })
+        .collect();
+    json!({
+        "router_id": TOR_IP, "asn": 65001, "node_ipv4": format!("{TOR_IP}/24"),
+        "listen": {"address": TOR_IP, "port": 179},
+        "peers": peers, "policies": {}, "blackholes": [],
+        "kernel": {"export": "none", "learn": false, "persist": false, "scan_time": 10,
+                   "graceful_restart": false, "merge_paths": true, "route_protocol": 12,
+                   "normal_route_priority": {"ipv4": 1024, "ipv6": 1024}}
+    })
+    .to_string()
+}
+
+fn tor_peer_and_filter(reject: &str) -> Vec<Value> {
+    vec![
+        json!({
+            "apiVersion": "projectcalico.org/v3", "kind": "BGPFilter",
+            "metadata": {"name": "tor-export"},
+            "spec": {"exportV4": [
+                {"action": "Reject", "matchOperator": "Equal", "cidr": reject}
+            ]}
+        }),
+        json!({
+            "apiVersion": "projectcalico.org/v3", "kind": "BGPPeer",
+            "metadata": {"name": "tor"},
+            "spec": {"peerIP": TOR_IP, "asNumber": 65001, "filters": ["tor-export"]}
+        }),
+    ]
+}
+
+// ===== the test =====
+
+#[test]
+fn ternd_cluster_on_etcd_mesh_mesh_off_route_reflector_hitless_filter_and_restart() {
+    let test = "ternd_cluster_on_etcd_mesh_mesh_off_route_reflector_hitless_filter_and_restart";
+    if !require_root(test) {
+        return;
+    }
+    let (Some(etcd), Some(_)) = (require_binary(test, "etcd"), require_binary(test, "ping")) else {
+        return;
+    };
+    let ternd = env!("CARGO_BIN_EXE_ternd");
+    let tern_rr = env!("CARGO_BIN_EXE_tern-rr");
+
+    let mut cluster = Cluster::new();
+    let _etcd = start_etcd(&etcd, &cluster.lan);
+    let mut docs = Vec::new();
+    for f in [
+        "00-bgpconfiguration.yaml",
+        "10-nodes.yaml",
+        "20-ippool.yaml",
+        "30-blockaffinities.yaml",
+    ] {
+        docs.extend(yaml_docs(&demo_dir().join("calico").join(f)));
+    }
+    docs.extend(tor_peer_and_filter("10.250.0.0/26"));
+    put_docs(&cluster.lan, &docs);
+
+    for spec in &NODES {
+        cluster.add_node(spec);
+    }
+    // The top-of-rack router.
+    let tor = Netns::new("e3t");
+    {
+        let port = tern_tests::unique_name("e3p");
+        run(
+            "ip",
+            [
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                tor.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                cluster.lan.name(),
+            ],
+        );
+        cluster
+            .lan
+            .ip(["link", "set", port.as_str(), "master", "br0", "up"]);
+        tor.ip(["addr", "add", &format!("{TOR_IP}/24"), "dev", "eth0"]);
+        tor.ip(["link", "set", "eth0", "up"]);
+    }
+    let tor_dir = cluster.work.path().join("tor");
+    std::fs::create_dir_all(&tor_dir).unwrap();
+    std::fs::write(tor_dir.join("tor.json"), tor_config()).unwrap();
+    let tor_socket = tor_dir.join("bird.ctl");
+    let _tor = {
+        let log = std::fs::File::create(tor_dir.join("daemon.log")).unwrap();
+        let mut cmd = tor.command(tern_rr);
+        cmd.arg("--config")
+            .arg(tor_dir.join("tor.json"))
+            .arg("--control-socket")
+            .arg(&tor_socket)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        Daemon::spawn(cmd)
+    };
+    for spec in &NODES {
+        cluster.start(spec.name, ternd, &[]);
+    }
+
+    // ---- Stage 1: full mesh.
+    wait_routes(&cluster, "stage 1 (full mesh)", true);
+    for node in cluster.nodes.iter() {
+        let s = wait(&cluster, "every session of a node Established", || {
+            let s = sessions(node);
+            (s.len() == 3 && s.values().all(|(st, _)| st == "Established")).then_some(s)
+        });
+        let mut names: Vec<&String> = s.keys().collect();
+        names.sort();
+        assert!(
+            names.iter().any(|n| n.starts_with("Global_10_77_0_20")),
+            "{names:?}"
+        );
+    }
+    let tor_rib = wait(&cluster, "the tor to learn every block", || {
+        let r = rib(&tor_socket);
+        NODES
+            .iter()
+            .all(|n| r.contains_key(n.block.unwrap()))
+            .then_some(r)
+    });
+    assert!(
+        !tor_rib.keys().any(|p| p.ends_with("/32")),
+        "a workload /32 leaked to the tor: {tor_rib:?}"
+    );
+    assert!(cluster.ping("node-1", "node-2"), "stage 1: pod to pod");
+    assert!(cluster.ping("node-2", "node-1"), "stage 1: pod to pod");
+
+    // ---- Stage 2: mesh off in the datastore.
+    let before: Vec<BTreeMap<String, (String, u64)>> = cluster.nodes.iter().map(sessions).collect();
+    let mut mesh_off = yaml_docs(&demo_dir().join("stages/mesh-off.yaml"));
+    put_docs(&cluster.lan, &std::mem::take(&mut mesh_off));
+    wait_routes(&cluster, "stage 2 (mesh off)", false);
+    for (node, before) in cluster.nodes.iter().zip(&before) {
+        let now = sessions(node);
+        assert_eq!(
+            now.len(),
+            1,
+            "{}: only the tor is left: {now:?}",
+            node.spec.name
+        );
+        let (name, (state, count)) = now.iter().next().unwrap();
+        assert_eq!(state, "Established", "{}: {name}", node.spec.name);
+        assert_eq!(
+            Some(count),
+            before.get(name).map(|b| &b.1),
+            "{}: the tor session was reset by the mesh change",
+            node.spec.name
+        );
+    }
+    assert!(
+        !cluster.ping("node-1", "node-2"),
+        "stage 2: pods still reach each other"
+    );
+
+    // ---- Stage 3: a route reflector node running tern-rr.
+    cluster.add_node(&RR);
+    put_docs(
+        &cluster.lan,
+        &yaml_docs(&demo_dir().join("stages/route-reflector.yaml")),
+    );
+    cluster.start("rr-1", tern_rr, &[]);
+    wait_routes(&cluster, "stage 3 (route reflector)", true);
+    let rr_rib = wait(&cluster, "the reflector's table", || {
+        let r = rib(&cluster.node("rr-1").socket());
+        NODES
+            .iter()
+            .all(|n| r.get(n.block.unwrap()) == Some(&n.ip.to_string()))
+            .then_some(r)
+    });
+    assert!(!rr_rib.keys().any(|p| p.ends_with("/32")), "{rr_rib:?}");
+    assert!(
+        cluster.node("rr-1").routes().trim().is_empty(),
+        "tern-rr without --fib programmed the kernel"
+    );
+    assert!(cluster.ping("node-1", "node-2"), "stage 3: pod to pod");
+    assert!(cluster.ping("node-2", "node-1"), "stage 3: pod to pod");
+
+    // ---- Stage 4: hitless BGPFilter edit.
+    let before: Vec<BTreeMap<String, (String, u64)>> = cluster.nodes.iter().map(sessions).collect();
+    for b in &before {
+        assert!(b.values().all(|(s, _)| s == "Established"), "{b:?}");
+    }
+    put_docs(&cluster.lan, &tor_peer_and_filter("10.244.1.0/26")[..1]);
+    wait(&cluster, "the tor to lose 10.244.1.0/26", || {
+        let r = rib(&tor_socket);
+        (!r.contains_key("10.244.1.0/26") && r.contains_key("10.244.2.0/26")).then_some(())
+    });
+    let after: Vec<BTreeMap<String, (String, u64)>> = cluster.nodes.iter().map(sessions).collect();
+    assert_eq!(before, after, "a session was reset by a BGPFilter edit");
+
+    // ---- Stage 5: SIGKILL node-2's ternd during a continuous ping, and start it again.
+    let pinger = cluster
+        .node("node-1")
+        .pod_ns
+        .as_ref()
+        .unwrap()
+        .command("ping")
+        .args(["-i", "0.2", "-w", "12", "-W", "1", "10.244.2.5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let routes_before = cluster.node("node-2").routes();
+    cluster.node_mut("node-2").daemon.take();
+    std::thread::sleep(Duration::from_millis(1500));
+    let routes_dead = cluster.node("node-2").routes();
+    assert_eq!(
+        bird_routes(&routes_dead),
+        bird_routes(&routes_before),
+        "node-2's kernel routes changed while ternd was dead"
+    );
+    cluster.start("node-2", ternd, &[]);
+    let out = pinger.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        summary.contains(" 0% packet loss"),
+        "pings lost across the restart: {summary}\n{}",
+        cluster.logs()
+    );
+    wait(&cluster, "node-2's sessions Established again", || {
+        let s = sessions(cluster.node("node-2"));
+        (s.len() == 2 && s.values().all(|(st, _)| st == "Established")).then_some(())
+    });
+    wait_routes(&cluster, "after the restart", true);
+}
