@@ -17,6 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod bird16;
 pub mod peers;
 
 /// True when running under CI (`CI=true`), where a missing prerequisite is a failure.
