@@ -1,7 +1,6 @@
 //! BIRD 1.6's text for each view (row formats of `nest/proto.c`, `nest/rt-table.c`,
 //! `nest/cmds.c`, `nest/iface.c`, `proto/bgp/bgp.c`, as real BIRD prints them; contract §6).
 
-use std::net::IpAddr;
 use std::time::SystemTime;
 
 use crate::clock;
@@ -355,11 +354,6 @@ pub fn resident_bytes() -> Option<u64> {
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-/// Address text for JSON keys and messages.
-pub fn addr(a: IpAddr) -> String {
-    a.to_string()
 }
 
 #[cfg(test)]

@@ -852,5 +852,8 @@ pub fn event_json(ev: &Event) -> Value {
                 tern_speaker::RouteFrom::Direct => view::names::DIRECT.to_string(),
             }),
         }),
+        // Events the speaker may add later are still streamed.
+        #[allow(unreachable_patterns)]
+        other => json!({ "type": "other", "time": time, "event": format!("{other:?}") }),
     }
 }
