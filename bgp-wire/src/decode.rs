@@ -484,11 +484,14 @@ fn decode_update(msg: &Bytes, ctx: &DecodeContext) -> Result<Decoded, DecodeErro
     // RFC 7606 §3 d: missing well-known mandatory attributes, only when there is NLRI.
     let has_mp_nlri = st.mp_reach.as_ref().is_some_and(|m| !m.nlri.is_empty());
     if !nlri.is_empty() || has_mp_nlri {
-        let mut required = vec![AttributeType::Origin, AttributeType::AsPath];
-        if !nlri.is_empty() {
-            required.push(AttributeType::NextHop);
-        }
-        for t in required {
+        let required = [
+            AttributeType::Origin,
+            AttributeType::AsPath,
+            AttributeType::NextHop,
+        ];
+        // NEXT_HOP is required only with NLRI in the NLRI field.
+        let n = if nlri.is_empty() { 2 } else { 3 };
+        for t in required.into_iter().take(n) {
             if !st.was_seen(t) {
                 st.errors.push(DecodeError::treat_as_withdraw(
                     Reason::MissingWellKnown(t),

@@ -310,10 +310,36 @@ pub(crate) fn encode_attributes(
     out: &mut BytesMut,
 ) {
     use AttributeType as T;
-    let known: &[u8] = match part {
-        AttrPart::Low => &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-        AttrPart::High => &[16, 17, 18, 32, 35],
+    const LOW: [AttributeType; 10] = [
+        T::Origin,
+        T::AsPath,
+        T::NextHop,
+        T::MultiExitDisc,
+        T::LocalPref,
+        T::AtomicAggregate,
+        T::Aggregator,
+        T::Communities,
+        T::OriginatorId,
+        T::ClusterList,
+    ];
+    const HIGH: [AttributeType; 5] = [
+        T::ExtendedCommunities,
+        T::As4Path,
+        T::As4Aggregator,
+        T::LargeCommunities,
+        T::OnlyToCustomer,
+    ];
+    let known: &[AttributeType] = match part {
+        AttrPart::Low => &LOW,
+        AttrPart::High => &HIGH,
     };
+    if a.unknown.is_empty() {
+        // The usual case: no unrecognised attributes to merge in.
+        for &t in known {
+            encode_known(a, ctx, t, next_hop, out);
+        }
+        return;
+    }
     let in_part = |t: u8| match part {
         AttrPart::Low => t < 14,
         AttrPart::High => t > 15,
@@ -324,7 +350,8 @@ pub(crate) fn encode_attributes(
         .collect();
     unknown.sort_by_key(|&i| a.unknown[i].type_code);
     let mut unknown = unknown.into_iter().peekable();
-    for &code in known {
+    for &t in known {
+        let code = u8::from(t);
         while let Some(&i) = unknown.peek() {
             if a.unknown[i].type_code > code {
                 break;
@@ -332,7 +359,7 @@ pub(crate) fn encode_attributes(
             put_unknown(a, i, out);
             unknown.next();
         }
-        encode_known(a, ctx, T::from(code), next_hop, out);
+        encode_known(a, ctx, t, next_hop, out);
     }
     for i in unknown {
         put_unknown(a, i, out);

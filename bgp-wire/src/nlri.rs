@@ -150,7 +150,52 @@ fn read_path_id(data: &[u8], i: &mut usize, add_path: bool) -> Result<Option<u32
 }
 
 fn decode_v4(data: &[u8], add_path: bool, out: &mut Vec<Nlri>) -> Result<(), NlriError> {
-    out.reserve(data.len() / if add_path { 8 } else { 4 } + 1);
+    if data.is_empty() {
+        return Ok(());
+    }
+    // Entries of /9 and longer take at least 3 octets (7 with a path identifier): one
+    // reservation covers a usual table, so the vector is not regrown (and copied) midway.
+    out.reserve(data.len() / if add_path { 7 } else { 3 } + 1);
+    // Pushing to a local vector keeps its length in a register instead of storing it
+    // through `out` after every entry.
+    let mut v = std::mem::take(out);
+    let r = if add_path {
+        decode_v4_into(data, true, &mut v)
+    } else {
+        decode_v4_plain(data, &mut v)
+    };
+    *out = v;
+    r
+}
+
+/// IPv4 NLRI without path identifiers: the loop of a full-table transfer.
+#[inline(always)]
+fn decode_v4_plain(data: &[u8], out: &mut Vec<Nlri>) -> Result<(), NlriError> {
+    let mut rest = data;
+    // While five octets remain, the length and four address octets are read at once (octets
+    // past the prefix belong to the next entry and fall under the mask).
+    while let Some((&[len, a, b, c, d], _)) = rest.split_first_chunk::<5>() {
+        if len > 32 {
+            return Err(NlriError::PrefixTooLong(len));
+        }
+        let raw = u32::from_be_bytes([a, b, c, d]);
+        out.push(Nlri {
+            prefix: Prefix::V4 {
+                addr: Ipv4Addr::from(raw & mask_v4(len)),
+                len,
+            },
+            path_id: None,
+        });
+        rest = rest
+            .get(1 + usize::from(len).div_ceil(8)..)
+            .unwrap_or_default();
+    }
+    // The last entries (fewer than five octets left) may overrun the field.
+    decode_v4_into(rest, false, out)
+}
+
+#[inline(always)]
+fn decode_v4_into(data: &[u8], add_path: bool, out: &mut Vec<Nlri>) -> Result<(), NlriError> {
     let mut i = 0;
     while i < data.len() {
         let path_id = read_path_id(data, &mut i, add_path)?;
@@ -181,7 +226,11 @@ fn decode_v4(data: &[u8], add_path: bool, out: &mut Vec<Nlri>) -> Result<(), Nlr
 }
 
 fn decode_v6(data: &[u8], add_path: bool, out: &mut Vec<Nlri>) -> Result<(), NlriError> {
-    out.reserve(data.len() / if add_path { 12 } else { 8 } + 1);
+    if data.is_empty() {
+        return Ok(());
+    }
+    // /33 to /64 (the usual IPv6 lengths) take 6 to 9 octets, plus 4 with a path identifier.
+    out.reserve(data.len() / if add_path { 10 } else { 6 } + 1);
     let mut i = 0;
     while i < data.len() {
         let path_id = read_path_id(data, &mut i, add_path)?;
@@ -256,6 +305,48 @@ pub fn encode_nlri<'a>(
         pos += write_entry(&mut out[pos..], n, add_path);
     }
     out.truncate(pos);
+}
+
+/// Appends entries of `nlri` while they fit in `room` octets, in one pass (no separate
+/// measuring pass); returns how many were written. The iterator is advanced past exactly
+/// those entries, so the caller continues with the rest in the next message.
+pub(crate) fn encode_nlri_fitting<'a, I>(
+    nlri: &mut I,
+    add_path: bool,
+    room: usize,
+    out: &mut BytesMut,
+) -> usize
+where
+    I: Iterator<Item = &'a Nlri> + Clone,
+{
+    let start = out.len();
+    // Room for every remaining entry (at most `room` octets), so the buffer is sized once:
+    // an IPv4 entry takes at most 5 octets (9 with a path identifier).
+    let per_entry = if add_path { 9 } else { 5 };
+    let remaining = nlri.size_hint().1.unwrap_or(usize::MAX);
+    let want = remaining.saturating_mul(per_entry).min(room);
+    out.resize(start + want + MAX_ENTRY_LEN, 0);
+    let limit = start + room;
+    let mut pos = start;
+    let mut written = 0;
+    for n in nlri.clone() {
+        if out.len() < pos + MAX_ENTRY_LEN {
+            // IPv6 entries are longer than the estimate: grow in large steps.
+            let grow = (pos - start).max(256);
+            out.resize(pos + MAX_ENTRY_LEN + grow, 0);
+        }
+        let next = pos + write_entry(&mut out[pos..], n, add_path);
+        if next > limit {
+            break;
+        }
+        pos = next;
+        written += 1;
+    }
+    out.truncate(pos);
+    if written > 0 {
+        nlri.nth(written - 1);
+    }
+    written
 }
 
 #[cfg(test)]
