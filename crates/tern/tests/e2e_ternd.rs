@@ -28,7 +28,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use controller::datastore::{Datastore, FileDatastore};
+use controller::{NodeEnv, compute};
 use serde_json::{Value, json};
+use tern_tests::bird16::render_bird;
 use tern_tests::{Daemon, Netns, TempDir, require_binary, require_root, run};
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -220,10 +223,19 @@ impl Node {
     }
 }
 
+/// Where the cluster's resources live.
+enum Store {
+    /// etcd in the LAN namespace.
+    Etcd,
+    /// A folder of calicoctl YAML (the file datastore).
+    Dir(PathBuf),
+}
+
 struct Cluster {
     lan: Netns,
     nodes: Vec<Node>,
     work: TempDir,
+    store: Store,
 }
 
 impl Cluster {
@@ -236,6 +248,76 @@ impl Cluster {
             lan,
             nodes: Vec::new(),
             work: TempDir::new("e3w"),
+            store: Store::Etcd,
+        }
+    }
+
+    /// A cluster on the file datastore: a copy of `demo/calico/`.
+    fn with_folder() -> Cluster {
+        let mut c = Cluster::new();
+        let dir = c.work.path().join("calico");
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(demo_dir().join("calico")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        c.store = Store::Dir(dir);
+        c
+    }
+
+    /// Copies a `demo/stages/` file into the datastore folder as `target`.
+    fn apply_stage(&self, stage: &str, target: &str) {
+        let Store::Dir(dir) = &self.store else {
+            panic!("not a folder datastore")
+        };
+        std::fs::copy(demo_dir().join("stages").join(stage), dir.join(target)).unwrap();
+    }
+
+    /// What confd does for a BIRD node: compute its configuration from the datastore folder,
+    /// render it for BIRD 1.6, and start BIRD or tell it to `configure`.
+    fn sync_bird(&mut self, name: &str, bird: &Path, birdc: &Path) {
+        let Store::Dir(dir) = &self.store else {
+            panic!("BIRD nodes read the folder datastore")
+        };
+        let snapshot = FileDatastore::new(dir).snapshot().unwrap();
+        assert!(snapshot.problems.is_empty(), "{:?}", snapshot.problems);
+        let node = self.node_mut(name);
+        let env = NodeEnv {
+            node_name: name.to_string(),
+            ..NodeEnv::default()
+        };
+        let config = serde_json::to_value(compute(&snapshot.model, &env).unwrap()).unwrap();
+        let cfg = node.dir.join("bird.cfg");
+        std::fs::write(&cfg, render_bird(&config)).unwrap();
+        match &mut node.daemon {
+            Some(d) => {
+                assert!(d.is_running(), "BIRD on {name} exited");
+                let out = std::process::Command::new(birdc)
+                    .arg("-s")
+                    .arg(node.socket())
+                    .arg("configure")
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    text.contains("Reconfigur"),
+                    "birdc configure on {name}: {text}"
+                );
+            }
+            None => {
+                let mut cmd = node.ns.command(bird);
+                cmd.arg("-f")
+                    .arg("-c")
+                    .arg(&cfg)
+                    .arg("-s")
+                    .arg(node.socket())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                node.daemon = Some(Daemon::spawn(cmd));
+            }
         }
     }
 
@@ -359,16 +441,26 @@ impl Cluster {
 
     /// Starts `bin` (ternd or tern-rr) on a node, reading etcd.
     fn start(&mut self, name: &str, bin: &str, extra: &[&str]) {
-        let node = self.node_mut(name);
+        let node = self.node(name);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(node.dir.join("daemon.log"))
             .unwrap();
+        let store: Vec<String> = match &self.store {
+            Store::Etcd => vec![
+                "DATASTORE_TYPE=etcdv3".into(),
+                format!("ETCD_ENDPOINTS=http://{ETCD_IP}:2379"),
+            ],
+            Store::Dir(dir) => vec![
+                "DATASTORE_TYPE=file".into(),
+                format!("TERN_CONFIG_DIR={}", dir.display()),
+            ],
+        };
+        let node = self.node_mut(name);
         let mut cmd = node.ns.command("env");
         cmd.arg(format!("NODENAME={}", node.spec.name))
-            .arg("DATASTORE_TYPE=etcdv3")
-            .arg(format!("ETCD_ENDPOINTS=http://{ETCD_IP}:2379"))
+            .args(store)
             .arg(format!(
                 "CALICO_ENDPOINT_STATUS_PATH_PREFIX={}",
                 node.dir.display()
@@ -798,4 +890,60 @@ fn ternd_cluster_on_etcd_mesh_mesh_off_route_reflector_hitless_filter_and_restar
         (s.len() == 2 && s.values().all(|(st, _)| st == "Established")).then_some(())
     });
     wait_routes(&cluster, "after the restart", true);
+}
+
+/// The mixed fleet: node-3 runs BIRD 1.6 configured as confd configures it, node-1 and node-2
+/// run ternd on the file datastore; then the mesh goes off and a BIRD 1.6 route reflector
+/// (`rr-1`, also configured from the controller) takes over.
+#[test]
+fn mixed_fleet_with_bird_node_and_bird_route_reflector() {
+    let test = "mixed_fleet_with_bird_node_and_bird_route_reflector";
+    if !require_root(test) {
+        return;
+    }
+    let (Some(bird), Some(birdc), Some(_)) = (
+        require_binary(test, "bird"),
+        require_binary(test, "birdc"),
+        require_binary(test, "ping"),
+    ) else {
+        return;
+    };
+    let ternd = env!("CARGO_BIN_EXE_ternd");
+    let mut cluster = Cluster::with_folder();
+    for spec in &NODES {
+        cluster.add_node(spec);
+    }
+    cluster.start("node-1", ternd, &[]);
+    cluster.start("node-2", ternd, &[]);
+    cluster.sync_bird("node-3", &bird, &birdc);
+
+    // Stage 1: full mesh between two ternd nodes and a BIRD node.
+    wait_routes(&cluster, "mixed fleet, full mesh", true);
+    assert!(cluster.ping("node-1", "node-2"), "mixed fleet: pod to pod");
+
+    // Stage 2: mesh off.
+    cluster.apply_stage("mesh-off.yaml", "40-mesh-off.yaml");
+    cluster.sync_bird("node-3", &bird, &birdc);
+    wait_routes(&cluster, "mixed fleet, mesh off", false);
+    assert!(
+        !cluster.ping("node-1", "node-2"),
+        "mesh off: pods still reach each other"
+    );
+
+    // Stage 3: BIRD 1.6 as the route reflector.
+    cluster.add_node(&RR);
+    cluster.apply_stage("route-reflector.yaml", "50-route-reflector.yaml");
+    cluster.sync_bird("node-3", &bird, &birdc);
+    cluster.sync_bird("rr-1", &bird, &birdc);
+    wait_routes(&cluster, "mixed fleet, BIRD route reflector", true);
+    let rr = bird_routes(&cluster.node("rr-1").routes());
+    for n in &NODES {
+        assert_eq!(
+            rr.get(n.block.unwrap()),
+            Some(&format!("via {}", n.ip)),
+            "BIRD reflector's table {rr:?}"
+        );
+    }
+    assert!(cluster.ping("node-1", "node-2"), "BIRD RR: pod to pod");
+    assert!(cluster.ping("node-2", "node-1"), "BIRD RR: pod to pod");
 }
