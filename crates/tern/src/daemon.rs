@@ -617,20 +617,11 @@ fn log_summary(s: &ApplySummary) {
     }
 }
 
-/// Logs session state changes and kernel route failures, as BIRD logs `states`.
+/// Logs kernel route failures (the speaker logs session states itself).
 async fn log_events(mut events: tokio::sync::broadcast::Receiver<Event>) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match events.recv().await {
-            Ok(Event::PeerState {
-                name,
-                from,
-                to,
-                reason,
-            }) => {
-                tracing::info!(peer = %name, ?from, ?to, %reason, "session state changed");
-            }
-            Ok(Event::PeerRemoved { name }) => tracing::info!(peer = %name, "peer removed"),
             Ok(Event::KernelRouteFailed { prefix, error }) => {
                 tracing::warn!(%prefix, %error, "kernel refused a route");
             }

@@ -267,6 +267,17 @@ impl Cluster {
         c
     }
 
+    /// A cluster on the file datastore holding these resources.
+    fn with_resources(docs: &[Value]) -> Cluster {
+        let mut c = Cluster::new();
+        let dir = c.work.path().join("calico");
+        std::fs::create_dir_all(&dir).unwrap();
+        let text: Vec<String> = docs.iter().map(Value::to_string).collect();
+        std::fs::write(dir.join("resources.yaml"), text.join("\n---\n")).unwrap();
+        c.store = Store::Dir(dir);
+        c
+    }
+
     /// Copies a `demo/stages/` file into the datastore folder as `target`.
     fn apply_stage(&self, stage: &str, target: &str) {
         let Store::Dir(dir) = &self.store else {
@@ -524,7 +535,12 @@ fn control(socket: &Path, command: &str) -> Value {
 
 /// Every BGP protocol of a node: name → (BIRD state word, times established).
 fn sessions(node: &Node) -> BTreeMap<String, (String, u64)> {
-    let v = control(&node.socket(), "show protocols all");
+    sessions_at(&node.socket())
+}
+
+/// The same from one control socket (`bird.ctl` shows IPv4 sessions, `bird6.ctl` IPv6).
+fn sessions_at(socket: &Path) -> BTreeMap<String, (String, u64)> {
+    let v = control(socket, "show protocols all");
     v["protocols"]
         .as_array()
         .unwrap()
@@ -946,4 +962,122 @@ fn mixed_fleet_with_bird_node_and_bird_route_reflector() {
     }
     assert!(cluster.ping("node-1", "node-2"), "BIRD RR: pod to pod");
     assert!(cluster.ping("node-2", "node-1"), "BIRD RR: pod to pod");
+}
+
+/// IPIP pool (`programClusterRoutes: Enabled`) and an IPv6 pool on a dual-stack mesh of two
+/// ternd nodes: IPv4 blocks go
+/// `via <node> dev tunl0 onlink`, IPv6 blocks `via` the node's IPv6 address; own blocks of both
+/// families are blackholes. (This kernel has no `ipip` module: `tunl0` is a veth when
+/// `ip link add tunl0 type ipip` fails, so only the route shape is checked, not traffic.)
+#[test]
+fn ipip_pool_and_ipv6_mesh() {
+    if !require_root("ipip_pool_and_ipv6_mesh") {
+        return;
+    }
+    let ternd = env!("CARGO_BIN_EXE_ternd");
+    let v6 = |n: &Spec| format!("fd00:77::{}", n.ip.rsplit('.').next().unwrap());
+    let v6_block = |i: usize| format!("fd00:244::{}:0/122", i + 1);
+    let mut docs = vec![
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "BGPConfiguration",
+               "metadata": {"name": "default"},
+               "spec": {"asNumber": 64512, "nodeToNodeMeshEnabled": true,
+                        // BIRD, not Felix, programs the IPIP routes (HEAD's default is
+                        // EnabledNoEncapOnly).
+                        "programClusterRoutes": "Enabled"}}),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+               "metadata": {"name": "v4"},
+               "spec": {"cidr": "10.244.0.0/16", "blockSize": 26, "ipipMode": "Always",
+                        "vxlanMode": "Never", "nodeSelector": "all()"}}),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+               "metadata": {"name": "v6"},
+               "spec": {"cidr": "fd00:244::/48", "blockSize": 122, "ipipMode": "Never",
+                        "vxlanMode": "Never", "nodeSelector": "all()"}}),
+    ];
+    for (i, n) in NODES[..2].iter().enumerate() {
+        docs.push(json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+            "metadata": {"name": n.name},
+            "spec": {"bgp": {"ipv4Address": format!("{}/24", n.ip),
+                             "ipv6Address": format!("{}/64", v6(n))}}}));
+        docs.push(
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "BlockAffinity",
+            "metadata": {"name": format!("{}-v4", n.name)},
+            "spec": {"node": n.name, "cidr": n.block.unwrap(), "state": "confirmed"}}),
+        );
+        docs.push(
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "BlockAffinity",
+            "metadata": {"name": format!("{}-v6", n.name)},
+            "spec": {"node": n.name, "cidr": v6_block(i), "state": "confirmed"}}),
+        );
+    }
+    let mut cluster = Cluster::with_resources(&docs);
+    for spec in &NODES[..2] {
+        cluster.add_node(spec);
+        let node = cluster.nodes.last().unwrap();
+        node.ns.ip([
+            "addr",
+            "add",
+            &format!("{}/64", v6(spec)),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        let ipip = node
+            .ns
+            .command("ip")
+            .args(["link", "add", "tunl0", "type", "ipip"])
+            .output()
+            .unwrap();
+        if !ipip.status.success() {
+            node.ns.ip([
+                "link", "add", "tunl0", "type", "veth", "peer", "name", "tunl0p",
+            ]);
+            node.ns.ip(["link", "set", "tunl0p", "up"]);
+        }
+        node.ns.ip(["link", "set", "tunl0", "up"]);
+    }
+    cluster.start("node-1", ternd, &[]);
+    cluster.start("node-2", ternd, &[]);
+    for (i, me) in NODES[..2].iter().enumerate() {
+        let other = &NODES[1 - i];
+        let node = cluster.node(me.name);
+        let v4 = wait(&cluster, "the IPIP route", || {
+            let r = node.ns.ip(["route", "show", other.block.unwrap()]);
+            r.contains("via").then_some(r)
+        });
+        for want in [
+            format!("via {} dev tunl0", other.ip),
+            "proto bird".to_string(),
+            "onlink".to_string(),
+        ] {
+            assert!(v4.contains(&want), "{}: {v4} lacks {want:?}", me.name);
+        }
+        let own = node.ns.ip(["route", "show", me.block.unwrap()]);
+        assert!(
+            own.starts_with("blackhole") && own.contains("proto bird"),
+            "{own}"
+        );
+        let v6r = wait(&cluster, "the IPv6 route", || {
+            let r = node.ns.ip(["-6", "route", "show", &v6_block(1 - i)]);
+            r.contains("via").then_some(r)
+        });
+        for want in [
+            format!("via {} dev eth0", v6(other)),
+            "proto bird".to_string(),
+        ] {
+            assert!(v6r.contains(&want), "{}: {v6r} lacks {want:?}", me.name);
+        }
+        let own6 = node.ns.ip(["-6", "route", "show", &v6_block(i)]);
+        assert!(
+            own6.contains("blackhole") && own6.contains("proto bird"),
+            "{own6}"
+        );
+        let s = sessions_at(&node.dir.join("bird6.ctl"));
+        let v6_name = format!("Mesh_{}", v6(other).replace(':', "_"));
+        assert_eq!(
+            s.get(&v6_name).map(|x| x.0.as_str()),
+            Some("Established"),
+            "{}: {s:?}",
+            me.name
+        );
+    }
 }
