@@ -18,21 +18,25 @@
 //! resources is logged and not applied. SIGTERM/SIGINT stop every session with
 //! Cease / Administrative Shutdown; kernel routes persist when configured.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use controller::datastore::kubernetes::KubeDatastore;
 use controller::datastore::{Datastore, EtcdDatastore, FileDatastore, Snapshot};
+use controller::node_status::{EtcdStatusStore, FileStatusStore, KubeStatusStore, StatusStore};
+use controller::resources::CalicoNodeStatus;
 use controller::{NodeEnv, compute};
 use tern_config::DesiredConfig;
 use tern_control::{Backend, ControlOptions, ControlServer, FamilyView};
 use tern_speaker::{ApplySummary, Event, Speaker, SpeakerOptions};
-use tokio::sync::{mpsc, oneshot};
+use tern_ops::metrics::{DatastoreGauges, MetricsServer};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Which binary is running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +100,9 @@ pub struct DaemonArgs {
     /// else the name with `6` before its extension].
     #[arg(long)]
     pub control_socket_v6: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`); off by default.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The two control sockets the flags ask for (none when `--control-socket` is empty).
@@ -374,10 +381,41 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// are looked at again.
 const WATCH_SLICE: Duration = Duration::from_millis(500);
 
+/// Who else wants to know about the datastore: the metrics endpoint (health) and the
+/// CalicoNodeStatus reporter (the status requests in each snapshot).
+#[derive(Default)]
+struct Observers {
+    gauges: Option<DatastoreGauges>,
+    statuses: Option<watch::Sender<BTreeMap<String, CalicoNodeStatus>>>,
+}
+
+impl Observers {
+    /// After a datastore read: whether it answered, and the snapshot it gave.
+    fn saw(&self, snapshot: Option<&Snapshot>, answered: bool) {
+        if let Some(g) = &self.gauges {
+            g.set_synced(answered);
+            if snapshot.is_some() {
+                g.set_last_sync(SystemTime::now());
+            }
+        }
+        if let (Some(tx), Some(s)) = (&self.statuses, snapshot) {
+            tx.send_if_modified(|v| {
+                if *v == s.model.node_statuses {
+                    false
+                } else {
+                    *v = s.model.node_statuses.clone();
+                    true
+                }
+            });
+        }
+    }
+}
+
 /// Follows the source on its own thread (datastore clients block), sending every
 /// configuration that differs from the last one sent.
 struct Watcher {
     source: Source,
+    observers: Observers,
     last: Option<DesiredConfig>,
     last_error: Option<String>,
     tx: mpsc::Sender<Update>,
@@ -474,6 +512,7 @@ impl Watcher {
             if !healthy || reply.is_some() {
                 let c = self.source.read();
                 let reachable = self.snapshot_ok();
+                self.observers.saw(self.current_snapshot(), reachable);
                 if reachable {
                     if !healthy {
                         tracing::info!("datastore reachable again: resynchronised");
@@ -508,11 +547,13 @@ impl Watcher {
             };
             let changed = match datastore.next_change(WATCH_SLICE) {
                 Ok(Some(s)) => {
+                    self.observers.saw(Some(&s), true);
                     *snapshot = Some(Box::new(s));
                     true
                 }
                 Ok(None) => false,
                 Err(e) => {
+                    self.observers.saw(None, false);
                     tracing::error!(error = %e, datastore = %kind, "datastore lost; keeping sessions and routes, retrying");
                     // The next pass takes a fresh snapshot (with back-off while it fails).
                     *snapshot = None;
@@ -532,6 +573,13 @@ impl Watcher {
                     return;
                 }
             }
+        }
+    }
+
+    fn current_snapshot(&self) -> Option<&Snapshot> {
+        match &self.source {
+            Source::Calico { snapshot, .. } => snapshot.as_deref(),
+            Source::File { .. } => None,
         }
     }
 
@@ -566,6 +614,38 @@ impl DaemonHandle {
     pub async fn stop(&self, message: &str) {
         let _ = self.stop.send(message.to_string()).await;
     }
+}
+
+/// Where CalicoNodeStatus reports go: the store of the datastore the node reads.
+async fn status_store(args: &DaemonArgs) -> anyhow::Result<StatusStore> {
+    let kind = args
+        .datastore
+        .clone()
+        .or_else(|| env("DATASTORE_TYPE"))
+        .unwrap_or_else(|| "kubernetes".into());
+    Ok(match kind.as_str() {
+        "file" => {
+            let dir = args
+                .config_dir
+                .clone()
+                .or_else(|| env("TERN_CONFIG_DIR").map(PathBuf::from))
+                .context("the file datastore needs --config-dir DIR")?;
+            StatusStore::File(FileStatusStore::new(dir))
+        }
+        "etcdv3" => {
+            let endpoints: Vec<String> = args
+                .etcd_endpoints
+                .clone()
+                .or_else(|| env("ETCD_ENDPOINTS"))
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            StatusStore::Etcd(Box::new(EtcdStatusStore::connect(endpoints).await?))
+        }
+        _ => StatusStore::Kubernetes(KubeStatusStore::infer().await?),
+    })
 }
 
 /// Serves the BIRD-compatible control sockets: `configure` re-reads the source and applies
@@ -670,7 +750,47 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
         let (reload_tx, reload_rx) = std_mpsc::channel();
         let (stop_tx, mut stop_rx) = mpsc::channel::<String>(1);
         let described = src.describe();
+        let mut observers = Observers::default();
+        let metrics = match args.metrics_addr {
+            Some(addr) => {
+                let gauges = DatastoreGauges::new();
+                // The first snapshot was read before the speaker started.
+                gauges.set_synced(true);
+                gauges.set_last_sync(SystemTime::now());
+                observers.gauges = Some(gauges.clone());
+                let m = tern_ops::metrics::serve(addr, speaker.clone(), gauges)
+                    .await
+                    .with_context(|| format!("metrics endpoint {addr}"))?;
+                tracing::info!(addr = %m.local_addr(), "metrics at /metrics");
+                Some(m)
+            }
+            None => None,
+        };
+        let reporter = match &src {
+            Source::Calico { env, snapshot, .. } => match status_store(&args).await {
+                Ok(store) => {
+                    let first = snapshot
+                        .as_ref()
+                        .map(|s| s.model.node_statuses.clone())
+                        .unwrap_or_default();
+                    let (tx, rx) = watch::channel(first);
+                    observers.statuses = Some(tx);
+                    Some(tokio::spawn(tern_ops::node_status::run(
+                        store,
+                        env.node_name.clone(),
+                        speaker.clone(),
+                        rx,
+                    )))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "no CalicoNodeStatus reporting");
+                    None
+                }
+            },
+            Source::File { .. } => None,
+        };
         let watcher = Watcher {
+            observers,
             source: src,
             last: speaker.config().await?,
             last_error: None,
@@ -715,11 +835,19 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
             }
         };
         tracing::info!(after = ?started.elapsed(), %message, "shutting down");
-        // Sockets first (their clients hold the speaker), then the speaker.
+        // Everything holding the speaker first (sockets, metrics, the status reporter),
+        // then the speaker.
         if let Some((v4, v6, backend)) = control {
             v4.shutdown().await;
             v6.shutdown().await;
             drop(backend);
+        }
+        if let Some(m) = metrics {
+            MetricsServer::shutdown(m).await;
+        }
+        if let Some(r) = reporter {
+            r.abort();
+            let _ = r.await;
         }
         match Arc::try_unwrap(speaker) {
             Ok(s) => s.shutdown(&message).await?,

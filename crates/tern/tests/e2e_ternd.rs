@@ -37,6 +37,8 @@ use tern_tests::{Daemon, Netns, TempDir, require_binary, require_root, run};
 const CONVERGE: Duration = Duration::from_secs(60);
 const ETCD_IP: &str = "10.77.0.2";
 const TOR_IP: &str = "10.77.0.20";
+/// node-1's metrics endpoint, inside its namespace.
+const METRICS: &str = "127.0.0.1:9180";
 
 struct Spec {
     name: &'static str,
@@ -125,31 +127,59 @@ fn yaml_docs(path: &Path) -> Vec<Value> {
 }
 
 struct Etcd {
-    _daemon: Daemon,
-    _dir: TempDir,
+    bin: PathBuf,
+    daemon: Option<Daemon>,
+    dir: TempDir,
 }
 
-/// etcd inside the LAN namespace, on the bridge's address.
-fn start_etcd(bin: &Path, lan: &Netns) -> Etcd {
-    let dir = TempDir::new("e2etcd");
-    let client = format!("http://{ETCD_IP}:2379");
-    let peer = "http://127.0.0.1:2380";
-    let mut cmd = lan.command(bin);
-    cmd.args(["--name", "e2e", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &client])
-        .args(["--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", peer])
-        .args(["--initial-advertise-peer-urls", peer])
-        .args(["--initial-cluster", &format!("e2e={peer}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let daemon = Daemon::spawn(cmd);
-    Etcd {
-        _daemon: daemon,
-        _dir: dir,
+impl Etcd {
+    /// etcd inside the LAN namespace, on the bridge's address.
+    fn start(bin: &Path, lan: &Netns) -> Etcd {
+        let mut e = Etcd {
+            bin: bin.to_path_buf(),
+            daemon: None,
+            dir: TempDir::new("e2etcd"),
+        };
+        e.run(lan);
+        e
     }
+
+    /// (Re)starts etcd on the same data directory.
+    fn run(&mut self, lan: &Netns) {
+        let client = format!("http://{ETCD_IP}:2379");
+        let peer = "http://127.0.0.1:2380";
+        let mut cmd = lan.command(&self.bin);
+        cmd.args(["--name", "e2e", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", peer])
+            .args(["--initial-advertise-peer-urls", peer])
+            .args(["--initial-cluster", &format!("e2e={peer}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.daemon = Some(Daemon::spawn(cmd));
+    }
+
+    /// Kills etcd (SIGKILL).
+    fn kill(&mut self) {
+        self.daemon.take();
+    }
+}
+
+/// `GET /metrics` from inside a node's namespace.
+fn scrape(ns: &Netns, addr: &'static str) -> String {
+    ns.run_in(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
 }
 
 /// Writes (or with `None`, deletes) keys, from a thread inside the LAN namespace.
@@ -711,7 +741,7 @@ fn ternd_cluster_on_etcd_mesh_mesh_off_route_reflector_hitless_filter_and_restar
     let tern_rr = env!("CARGO_BIN_EXE_tern-rr");
 
     let mut cluster = Cluster::new();
-    let _etcd = start_etcd(&etcd, &cluster.lan);
+    let mut etcd = Etcd::start(&etcd, &cluster.lan);
     let mut docs = Vec::new();
     for f in [
         "00-bgpconfiguration.yaml",
@@ -770,7 +800,8 @@ fn ternd_cluster_on_etcd_mesh_mesh_off_route_reflector_hitless_filter_and_restar
             .stderr(log);
         Daemon::spawn(cmd)
     };
-    for spec in &NODES {
+    cluster.start("node-1", ternd, &["--metrics-addr", METRICS]);
+    for spec in &NODES[1..] {
         cluster.start(spec.name, ternd, &[]);
     }
 
@@ -828,6 +859,38 @@ fn ternd_cluster_on_etcd_mesh_mesh_off_route_reflector_hitless_filter_and_restar
         !cluster.ping("node-1", "node-2"),
         "stage 2: pods still reach each other"
     );
+
+    // ---- The datastore goes away: sessions and routes stay; it comes back: resync.
+    let metrics = scrape(&cluster.node("node-1").ns, METRICS);
+    assert!(
+        metrics.contains("tern_datastore_synced 1")
+            && metrics.contains("tern_bgp_peer_established"),
+        "{metrics}"
+    );
+    let before: Vec<BTreeMap<String, (String, u64)>> = cluster.nodes.iter().map(sessions).collect();
+    etcd.kill();
+    wait(&cluster, "node-1 to notice etcd is gone", || {
+        scrape(&cluster.node("node-1").ns, METRICS)
+            .contains("tern_datastore_synced 0")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    for node in cluster.nodes.iter_mut() {
+        assert_eq!(
+            bird_routes(&node.routes()),
+            expected(node.spec, false),
+            "{}: routes changed without the datastore",
+            node.spec.name
+        );
+        let name = node.spec.name;
+        assert!(
+            node.daemon.as_mut().is_some_and(|d| d.is_running()),
+            "{name}'s daemon exited without the datastore"
+        );
+    }
+    let during: Vec<BTreeMap<String, (String, u64)>> = cluster.nodes.iter().map(sessions).collect();
+    assert_eq!(before, during, "sessions changed without the datastore");
+    etcd.run(&cluster.lan);
 
     // ---- Stage 3: a route reflector node running tern-rr.
     cluster.add_node(&RR);
