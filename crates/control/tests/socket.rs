@@ -737,6 +737,112 @@ async fn bird_rows_and_commands() {
     f.stop().await;
 }
 
+/// The IPv6 view with an IPv6 session: both speakers on ::1 (different ports), so the
+/// peer's Calico-style name is `Mesh___1` and calico-node maps it back to `::1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_view_shows_ipv6_sessions_and_routes() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!(
+            "\n*** SKIPPED ipv6_view_shows_ipv6_sessions_and_routes: no ::1 (IPv6 disabled) ***\n"
+        );
+        return;
+    }
+    let v6peer = |name: &str, port: u16, passive: bool| {
+        format!(
+            r#"{{ "name": "{name}", "kind": "mesh", "address": "::1", "port": {port},
+                  "remote_as": 64512, "passive": {passive}, "source_address": "::1",
+                  "families": ["ipv6"], "import": "all", "export": "all",
+                  "connect_retry_time": 1 }}"#
+        )
+    };
+    let v6node = |id: &str, peers: String, block: &str| -> DesiredConfig {
+        serde_json::from_str(&format!(
+            r#"{{ "router_id": "{id}", "asn": 64512,
+                 "listen": {{ "address": "::1", "port": 0 }},
+                 "peers": [{peers}], "policies": {{}}, "blackholes": ["{block}"],
+                 "kernel": {{ "export": "all", "learn": false, "persist": true, "scan_time": 10,
+                     "graceful_restart": false, "merge_paths": true, "route_protocol": 12,
+                     "normal_route_priority": {{ "ipv4": 1024, "ipv6": 1024 }} }} }}"#
+        ))
+        .unwrap()
+    };
+    let a = Arc::new(Speaker::new(SpeakerOptions::default()));
+    a.apply(v6node(
+        "10.0.0.1",
+        v6peer("Mesh___1", 179, true),
+        "fd00:65::/64",
+    ))
+    .await
+    .unwrap();
+    let port = a.listening().await.unwrap()[0].port();
+    let b = Speaker::new(SpeakerOptions::default());
+    b.apply(v6node(
+        "10.0.0.2",
+        v6peer("Mesh___1", port, false),
+        "fd00:65:1::/64",
+    ))
+    .await
+    .unwrap();
+    let dir = TempDir::new("tctl6");
+    let backend = Arc::new(Backend::new(a.clone()));
+    let v4 = ControlServer::bind(
+        ControlOptions::new(dir.path().join("bird.ctl"), FamilyView::V4),
+        backend.clone(),
+    )
+    .unwrap();
+    let v6 = ControlServer::bind(
+        ControlOptions::new(dir.path().join("bird6.ctl"), FamilyView::V6),
+        backend,
+    )
+    .unwrap();
+    let mut up = false;
+    for _ in 0..300 {
+        let lines = converse(v6.path(), &["show protocols"], 1).await;
+        let peers = parse_protocols(&lines, true).unwrap();
+        let routes = converse(v6.path(), &["show route"], 1).await;
+        if peers.first().is_some_and(|p| p.bgp_state == "Established")
+            && routes.iter().any(|l| l.contains("fd00:65:1::/64"))
+        {
+            assert_eq!(peers[0].ip, "::1");
+            assert_eq!(peers[0].peer_type, "node-to-node mesh");
+            let parsed = reporter_routes(&routes).unwrap();
+            let learned = parsed.iter().find(|r| r.dest == "fd00:65:1::/64").unwrap();
+            assert_eq!(
+                (
+                    learned.gateway.as_str(),
+                    learned.iface.as_str(),
+                    learned.from.as_str()
+                ),
+                ("::1", "lo", "Mesh___1")
+            );
+            assert!(learned.primary);
+            let own = parsed.iter().find(|r| r.dest == "fd00:65::/64").unwrap();
+            assert_eq!(own.iface, "blackhole");
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the IPv6 session did not come up");
+    // The IPv4 view shows neither the session nor its routes.
+    let lines = converse(v4.path(), &["show protocols", "show route"], 2).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("Mesh___1") || l.contains("fd00")),
+        "{lines:#?}"
+    );
+    assert!(parse_protocols(&lines, false).unwrap().is_empty());
+    v4.shutdown().await;
+    v6.shutdown().await;
+    b.shutdown("test over").await.unwrap();
+    Arc::try_unwrap(a)
+        .unwrap()
+        .shutdown("test over")
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_birdc_reads_the_socket() {
     let Some(birdc) = tern_tests::require_binary("real_birdc_reads_the_socket", "birdc") else {
