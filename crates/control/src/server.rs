@@ -82,14 +82,14 @@ pub struct ControlOptions {
 }
 
 impl ControlOptions {
-    /// Defaults: mode 0660, 64 clients, 10 s write timeout.
+    /// Defaults: mode 0660, 256 clients, 10 s write timeout.
     pub fn new(path: impl Into<PathBuf>, family: FamilyView) -> ControlOptions {
         ControlOptions {
             path: path.into(),
             family,
             mode: 0o660,
             group: None,
-            max_clients: 64,
+            max_clients: 256,
             write_timeout: Duration::from_secs(10),
         }
     }
