@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Tern's main job in network namespaces: three Calico nodes on one LAN, a pod on each, the
-# node daemons peering in a full mesh from the example resources in demo/calico/ (file
-# datastore). Waits for convergence, prints each node's BGP routes and peers, pings pod to pod
-# across nodes, and removes everything it created on exit (also on failure or Ctrl-C).
+# node daemons reading the example resources in demo/calico/ (file datastore), in three stages:
+#   1. full node-to-node mesh;
+#   2. the mesh turned off in the datastore (demo/stages/mesh-off.yaml): only blackholes remain;
+#   3. a route reflector node rr-1 and a BGPPeer selecting it (demo/stages/route-reflector.yaml),
+#      run by tern-rr: every block is back, reflected.
+# Each stage waits for convergence, prints each node's BGP routes and peers, and pings pod to
+# pod across nodes. Everything it created is removed on exit (also on failure or Ctrl-C).
 #
 # Usage (as root):  demo/demo.sh [--daemon ternd|bird] [--keep]
-#   --daemon ternd  node daemon is Tern's ternd (default)
-#   --daemon bird   node daemon is BIRD 1.6 with the configuration confd renders for these
+#   --daemon ternd  node daemon is Tern's ternd, the reflector tern-rr (default)
+#   --daemon bird   every daemon is BIRD 1.6 with the configuration confd renders for these
 #                   resources (the reference Tern replaces; needs `bird` and `birdc`)
 #   --keep          leave the topology up until Enter is pressed (explore with ip -n tdemo-n1 …)
-# Environment: TERND=PATH runs that ternd instead of building one (cargo build --release).
+# Environment: TERN_BIN=DIR runs ternd, tern-rr and ternc from DIR instead of building them
+# (cargo build --release); TERND=PATH (older form) names ternd, the others are looked up beside it.
 #
 # Every address lives inside the namespaces tdemo-*; nothing is sent anywhere else.
 set -euo pipefail
@@ -22,7 +27,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --daemon) DAEMON=${2:?--daemon needs ternd or bird}; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "demo: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -33,6 +38,9 @@ NODES=(node-1 node-2 node-3)
 declare -A IP=([node-1]=10.77.0.11 [node-2]=10.77.0.12 [node-3]=10.77.0.13)
 declare -A BLOCK=([node-1]=10.244.1.0/26 [node-2]=10.244.2.0/26 [node-3]=10.244.3.0/26)
 declare -A POD=([node-1]=10.244.1.5 [node-2]=10.244.2.5 [node-3]=10.244.3.5)
+# The route reflector of stage 3 (demo/stages/route-reflector.yaml).
+RR=rr-1 RR_IP=10.77.0.10 RR_NS=tdemo-rr RR_CLUSTER=224.0.0.1
+IP[$RR]=$RR_IP
 POOL=10.244.0.0/16
 AS=64512
 LAN=tdemo-lan
@@ -55,16 +63,15 @@ if [[ ${#need_apt[@]} -gt 0 ]]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_apt[@]}" >/dev/null
 fi
 if [[ $DAEMON == ternd ]]; then
-    # TERND=/path/to/ternd uses that binary instead of building one.
-    if [[ -z ${TERND:-} ]]; then
-        say "building ternd (cargo build --release)"
-        (cd "$ROOT" && cargo build --release -q -p tern --bin ternd)
-        TERND=${CARGO_TARGET_DIR:-$ROOT/target}/release/ternd
+    # TERN_BIN=DIR (or TERND=/path/to/ternd) uses those binaries instead of building them.
+    if [[ -z ${TERN_BIN:-} && -n ${TERND:-} ]]; then TERN_BIN=$(dirname "$TERND"); fi
+    if [[ -z ${TERN_BIN:-} ]]; then
+        say "building ternd, tern-rr and ternc (cargo build --release)"
+        (cd "$ROOT" && cargo build --release -q -p tern -p tern-control --bin ternd --bin tern-rr --bin ternc)
+        TERN_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
     fi
-    [[ -x $TERND ]] || die "no ternd at $TERND"
-    # The control socket (BIRD's CLI protocol) goes under the demo's temporary folder.
-    TERND_SOCKET_FLAG=()
-    "$TERND" --help | grep -q -- --control-socket && TERND_SOCKET_FLAG=(--control-socket=)
+    TERND=${TERND:-$TERN_BIN/ternd} TERN_RR=$TERN_BIN/tern-rr TERNC=$TERN_BIN/ternc
+    for b in "$TERND" "$TERN_RR" "$TERNC"; do [[ -x $b ]] || die "no $(basename "$b") at $b"; done
 else
     command -v bird >/dev/null || die "--daemon bird needs BIRD 1.6 (apt-get install bird)"
     command -v birdc >/dev/null || die "--daemon bird needs birdc"
@@ -82,10 +89,11 @@ cleanup() {
         ip netns del "$(podns "$n")" 2>/dev/null || true
         ip netns del "$(ns "$n")" 2>/dev/null || true
     done
+    ip netns del "$RR_NS" 2>/dev/null || true
     ip netns del "$LAN" 2>/dev/null || true
     if [[ $rc -ne 0 ]]; then
         echo "demo: FAILED (exit $rc); daemon logs:" >&2
-        for f in "$WORK"/*/daemon.log; do [[ -f $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }; done
+        for f in "$WORK"/*/daemon.log; do if [[ -f $f ]]; then echo "--- $f" >&2; tail -n 20 "$f" >&2; fi; done
     fi
     rm -rf "$WORK"
     exit "$rc"
@@ -98,7 +106,9 @@ for n in "${NODES[@]}"; do
         ip netns list | grep -qw "^$x" && die "namespace $x exists (another demo running?)"
     done
 done
-ip netns list | grep -qw "^$LAN" && die "namespace $LAN exists (another demo running?)"
+for x in "$LAN" "$RR_NS"; do
+    ip netns list | grep -qw "^$x" && die "namespace $x exists (another demo running?)"
+done
 
 # ---- topology --------------------------------------------------------------------------
 say "building the LAN 10.77.0.0/24 and three nodes with a pod each"
@@ -136,11 +146,12 @@ for n in "${NODES[@]}"; do
         dev eth0 nud permanent
 done
 
-# ---- node daemons ----------------------------------------------------------------------
-# BIRD 1.6 configuration in the shape confd renders for these resources (full mesh, the
-# smaller address passive, own block blackholed and exported as one aggregate).
-bird_config() {
-    local n=$1 me=${IP[$1]} b=${BLOCK[$1]}
+# ---- BIRD 1.6 configuration (--daemon bird) ---------------------------------------------
+# In the shape confd renders for these resources: own block blackholed and exported as one
+# aggregate, the smaller address of a mesh pair passive, route-reflector clients on rr-1.
+# $1 = router id, $2 = own block (none on the route reflector).
+bird_common() {
+    local me=$1 b=${2:-}
     cat <<EOF
 router id $me;
 filter calico_kernel_programming {
@@ -153,9 +164,15 @@ filter calico_kernel_programming {
   accept;
 }
 function calico_aggr () {
+EOF
+    if [[ -n $b ]]; then
+        cat <<EOF
   if ( net = $b ) then { accept; }
   if ( net ~ $b && krt_metric < 1024 ) then { accept; }
   if ( net ~ $b ) then { reject; }
+EOF
+    fi
+    cat <<EOF
 }
 function calico_export_to_bgp_peers(bool internal_peer) {
   if (internal_peer) then {
@@ -166,7 +183,9 @@ function calico_export_to_bgp_peers(bool internal_peer) {
   calico_aggr();
   if (net ~ $POOL) then { accept; }
 }
-protocol static { route $b blackhole; }
+EOF
+    if [[ -n $b ]]; then echo "protocol static { route $b blackhole; }"; fi
+    cat <<EOF
 protocol kernel {
   learn; persist; scan time 2; import all; graceful restart; merge paths on;
   export filter calico_kernel_programming;
@@ -183,12 +202,13 @@ template bgp bgp_template {
   error wait time 5,30;
 }
 EOF
-    local m
-    for m in "${NODES[@]}"; do
-        [[ $m == "$n" ]] && continue
-        local peer=${IP[$m]}
-        cat <<EOF
-protocol bgp Mesh_${peer//./_} from bgp_template {
+}
+# $1 = protocol name, $2 = neighbour, $3 = own address, $4... = extra statements
+bird_peer() {
+    local name=$1 peer=$2 me=$3 x
+    shift 3
+    cat <<EOF
+protocol bgp $name from bgp_template {
   neighbor $peer as $AS;
   source address $me;
   ttl security off;
@@ -208,34 +228,72 @@ protocol bgp Mesh_${peer//./_} from bgp_template {
     reject;
   };
 EOF
-        # confd's rule: the side whose address string sorts first waits for the other.
-        [[ $me < $peer ]] && echo "  passive on;"
-        echo "}"
-    done
+    for x in "$@"; do echo "  $x;"; done
+    echo "}"
+}
+# $1 = node (or rr-1), $2 = stage (1 mesh, 2 mesh off, 3 route reflector)
+bird_config() {
+    local n=$1 stage=$2 m me
+    if [[ $n == "$RR" ]]; then
+        bird_common "$RR_IP"
+        for m in "${NODES[@]}"; do
+            bird_peer "Node_${IP[$m]//./_}" "${IP[$m]}" "$RR_IP" "rr client" "rr cluster id $RR_CLUSTER"
+        done
+        return
+    fi
+    me=${IP[$n]}
+    bird_common "$me" "${BLOCK[$n]}"
+    if [[ $stage == 1 ]]; then
+        for m in "${NODES[@]}"; do
+            [[ $m == "$n" ]] && continue
+            # confd's rule: the side whose address string sorts first waits for the other.
+            if [[ $me < ${IP[$m]} ]]; then
+                bird_peer "Mesh_${IP[$m]//./_}" "${IP[$m]}" "$me" "passive on"
+            else
+                bird_peer "Mesh_${IP[$m]//./_}" "${IP[$m]}" "$me"
+            fi
+        done
+    elif [[ $stage == 3 ]]; then
+        bird_peer "Node_${RR_IP//./_}" "$RR_IP" "$me"
+    fi
 }
 
+# ---- node daemons ----------------------------------------------------------------------
 DATASTORE=$WORK/calico
 mkdir -p "$DATASTORE"
 cp "$RESOURCES"/*.yaml "$DATASTORE"/
-say "starting $DAEMON on each node (datastore: files in $DATASTORE)"
-for n in "${NODES[@]}"; do
-    N=$(ns "$n") D=$WORK/$n
+# $1 = node (or rr-1), $2 = its namespace, $3 = stage
+start_daemon() {
+    local n=$1 N=$2 stage=$3 D=$WORK/$1 bin
     mkdir -p "$D"
     if [[ $DAEMON == ternd ]]; then
-        ip netns exec "$N" env NODENAME="$n" "$TERND" --datastore file --config-dir "$DATASTORE" \
-            "${TERND_SOCKET_FLAG[@]/%/$D/bird.ctl}" >"$D/daemon.log" 2>&1 &
+        bin=$TERND
+        [[ $n == "$RR" ]] && bin=$TERN_RR
+        ip netns exec "$N" env NODENAME="$n" CALICO_ENDPOINT_STATUS_PATH_PREFIX="$D" \
+            "$bin" --datastore file --config-dir "$DATASTORE" --control-socket "$D/bird.ctl" \
+            >"$D/daemon.log" 2>&1 &
     else
-        bird_config "$n" >"$D/bird.cfg"
+        bird_config "$n" "$stage" >"$D/bird.cfg"
         ip netns exec "$N" bird -f -c "$D/bird.cfg" -s "$D/bird.ctl" >"$D/daemon.log" 2>&1 &
     fi
     PIDS+=($!)
-done
+}
+# A stage change: ternd and tern-rr follow the datastore themselves; BIRD is reconfigured the
+# way confd does it (render, then `birdc configure`).
+reconfigure_birds() {
+    local stage=$1 n
+    [[ $DAEMON == bird ]] || return 0
+    for n in "${NODES[@]}"; do
+        bird_config "$n" "$stage" >"$WORK/$n/bird.cfg"
+        birdc -s "$WORK/$n/bird.ctl" configure >/dev/null
+    done
+}
 
-# ---- convergence -----------------------------------------------------------------------
-# Converged: every node has a blackhole for its own block and every other node's block via
-# that node, both `proto bird`, and no other node's pod /32.
+# Converged: every node has a blackhole for its own block and, when $1 is "remote", every
+# other node's block via that node (else none of them), all `proto bird`; never another
+# node's pod /32.
 converged() {
-    local n m routes
+    local remote=$1 n m routes
     for n in "${NODES[@]}"; do
         routes=$(ip -n "$(ns "$n")" route show proto bird)
         grep -q "^blackhole ${BLOCK[$n]} " <<<"$routes" || return 1
@@ -244,52 +302,105 @@ converged() {
         done
         for m in "${NODES[@]}"; do
             [[ $m == "$n" ]] && continue
-            grep -q "^${BLOCK[$m]} via ${IP[$m]} " <<<"$routes" || return 1
+            if [[ $remote == remote ]]; then
+                grep -q "^${BLOCK[$m]} via ${IP[$m]} " <<<"$routes" || return 1
+            elif grep -q "^${BLOCK[$m]} " <<<"$routes"; then
+                return 1
+            fi
         done
     done
 }
-say "waiting for the mesh to converge"
-start=$SECONDS
-until converged; do
-    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || die "a node daemon exited"; done
-    (( SECONDS - start < 60 )) || die "no convergence within 60 s"
-    sleep 0.5
-done
-echo "converged after $((SECONDS - start)) s"
+# BIRD 1.6 can take tens of seconds for a new peer: a refused first connection costs its
+# `error wait time` (5 s, doubling to 30 s).
+wait_converged() {
+    local start=$SECONDS pid
+    until converged "$1"; do
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || die "a daemon exited"; done
+        (( SECONDS - start < 90 )) || die "no convergence within 90 s"
+        sleep 0.5
+    done
+    echo "converged after $((SECONDS - start)) s"
+}
 
+# The peer list, from the daemon's BIRD-compatible control socket.
 peers() {
-    local n=$1 D=$WORK/$1
-    # Both daemons answer BIRD's CLI protocol on their control socket.
-    if [[ ! -S $D/bird.ctl ]]; then
+    local sock=$WORK/$1/bird.ctl
+    if [[ ! -S $sock ]]; then
         echo "(no control socket)"
-    elif command -v birdc >/dev/null; then
-        birdc -s "$D/bird.ctl" show protocols | grep -E '^(name|Mesh_)'
+    elif [[ $DAEMON == ternd ]]; then
+        "$TERNC" -s "$sock" show protocols | grep -E '^(Name|name|Mesh_|Node_|Global_)' || true
     else
-        echo "(install bird to read the peer list with birdc)"
+        birdc -s "$sock" show protocols | grep -E '^(name|Mesh_|Node_|Global_)' || true
     fi
 }
-for n in "${NODES[@]}"; do
-    say "$n (${IP[$n]}): ip route show proto bird"
-    ip -n "$(ns "$n")" route show proto bird
-    echo "-- peers"
-    peers "$n"
-done
-
-# ---- pod to pod ------------------------------------------------------------------------
-say "pod to pod across nodes"
-fail=0
-for n in "${NODES[@]}"; do
-    for m in "${NODES[@]}"; do
-        [[ $m == "$n" ]] && continue
-        if ip netns exec "$(podns "$n")" ping -c 1 -W 2 "${POD[$m]}" >/dev/null; then
-            echo "pod on $n (${POD[$n]}) -> pod on $m (${POD[$m]}): ok"
-        else
-            echo "pod on $n (${POD[$n]}) -> pod on $m (${POD[$m]}): NO REPLY"
-            fail=1
-        fi
+show_nodes() {
+    local n
+    for n in "${NODES[@]}"; do
+        say "$n (${IP[$n]}): ip route show proto bird"
+        ip -n "$(ns "$n")" route show proto bird
+        echo "-- peers"
+        peers "$n"
     done
-done
-[[ $fail -eq 0 ]] || die "pod-to-pod ping failed"
+}
+
+# Pings every pod from every other pod; $1 = "reach" (all must answer) or "no-route" (none may).
+ping_pods() {
+    local want=$1 n m fail=0
+    for n in "${NODES[@]}"; do
+        for m in "${NODES[@]}"; do
+            [[ $m == "$n" ]] && continue
+            if ip netns exec "$(podns "$n")" ping -c 1 -W 1 "${POD[$m]}" >/dev/null 2>&1; then
+                echo "pod on $n (${POD[$n]}) -> pod on $m (${POD[$m]}): ok"
+                [[ $want == reach ]] || fail=1
+            else
+                echo "pod on $n (${POD[$n]}) -> pod on $m (${POD[$m]}): no reply"
+                [[ $want == no-route ]] || fail=1
+            fi
+        done
+    done
+    [[ $fail -eq 0 ]] || die "pod-to-pod ping did not behave as this stage expects ($want)"
+}
+
+# ---- stage 1: full mesh ----------------------------------------------------------------
+say "stage 1: starting $DAEMON on each node (datastore: files in $DATASTORE)"
+for n in "${NODES[@]}"; do start_daemon "$n" "$(ns "$n")" 1; done
+say "waiting for the mesh to converge"
+wait_converged remote
+show_nodes
+say "stage 1: pod to pod across nodes"
+ping_pods reach
+
+# ---- stage 2: mesh off -----------------------------------------------------------------
+say "stage 2: node-to-node mesh off in the datastore (demo/stages/mesh-off.yaml)"
+cp "$ROOT/demo/stages/mesh-off.yaml" "$DATASTORE/40-mesh-off.yaml"
+reconfigure_birds 2
+wait_converged own-only
+show_nodes
+say "stage 2: pod to pod (no routes between nodes now)"
+ping_pods no-route
+
+# ---- stage 3: route reflector ----------------------------------------------------------
+say "stage 3: route reflector $RR ($RR_IP, cluster id $RR_CLUSTER) and a BGPPeer selecting it"
+ip netns add "$RR_NS"
+ip -n "$RR_NS" link set lo up
+ip link add eth0 netns "$RR_NS" type veth peer name "$RR_NS" netns "$LAN"
+ip -n "$LAN" link set "$RR_NS" master br0 up
+ip -n "$RR_NS" addr add "$RR_IP/24" dev eth0
+ip -n "$RR_NS" link set eth0 up
+cp "$ROOT/demo/stages/route-reflector.yaml" "$DATASTORE/50-route-reflector.yaml"
+start_daemon "$RR" "$RR_NS" 3
+reconfigure_birds 3
+wait_converged remote
+show_nodes
+say "$RR (route reflector): peers and reflected routes"
+peers "$RR"
+if [[ $DAEMON == ternd ]]; then
+    "$TERNC" -s "$WORK/$RR/bird.ctl" show route
+else
+    birdc -s "$WORK/$RR/bird.ctl" show route
+fi
+say "stage 3: pod to pod across nodes, through reflected routes"
+ping_pods reach
 
 if [[ $KEEP -eq 1 ]]; then
     say "topology is up (namespaces tdemo-*); press Enter to tear it down"
