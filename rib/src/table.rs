@@ -1,7 +1,7 @@
 //! Per-prefix storage: the paths of one destination, 16 bytes each.
 //!
 //! A destination with one path (the common case: a full table from one peer) stores it
-//! inline; more paths move to a boxed vector. With [`AttrId`] being non-zero the whole
+//! inline; two paths share one boxed allocation, more move to a boxed vector. With [`AttrId`] being non-zero the whole
 //! [`Paths`] value is 16 bytes, so an IPv4 Loc-RIB entry (8-byte key + paths) is 24 bytes.
 
 use crate::attrs::AttrId;
@@ -48,8 +48,17 @@ pub enum Paths {
     /// Exactly one path.
     One(Path),
     /// Two or more paths (boxed: one pointer keeps the enum at 16 bytes).
-    #[allow(clippy::box_collection)]
-    Many(Box<Vec<Path>>),
+    Many(Box<MorePaths>),
+}
+
+/// The paths of a destination that has several: two in one allocation (a prefix learned
+/// from two peers, the usual multipath case), more in a vector.
+#[derive(Clone, Debug)]
+pub enum MorePaths {
+    /// Exactly two paths.
+    Two([Path; 2]),
+    /// Three or more paths.
+    More(Vec<Path>),
 }
 
 impl Paths {
@@ -58,7 +67,10 @@ impl Paths {
     pub fn as_slice(&self) -> &[Path] {
         match self {
             Paths::One(p) => std::slice::from_ref(p),
-            Paths::Many(v) => v,
+            Paths::Many(m) => match &**m {
+                MorePaths::Two(t) => t,
+                MorePaths::More(v) => v,
+            },
         }
     }
 
@@ -67,7 +79,10 @@ impl Paths {
     pub fn as_mut_slice(&mut self) -> &mut [Path] {
         match self {
             Paths::One(p) => std::slice::from_mut(p),
-            Paths::Many(v) => v,
+            Paths::Many(m) => match &mut **m {
+                MorePaths::Two(t) => t,
+                MorePaths::More(v) => v,
+            },
         }
     }
 
@@ -93,8 +108,11 @@ impl Paths {
     /// Appends a path.
     pub fn push(&mut self, path: Path) {
         match self {
-            Paths::One(p) => *self = Paths::Many(Box::new(vec![*p, path])),
-            Paths::Many(v) => v.push(path),
+            Paths::One(p) => *self = Paths::Many(Box::new(MorePaths::Two([*p, path]))),
+            Paths::Many(m) => match &mut **m {
+                MorePaths::Two([a, b]) => **m = MorePaths::More(vec![*a, *b, path]),
+                MorePaths::More(v) => v.push(path),
+            },
         }
     }
 
@@ -103,12 +121,24 @@ impl Paths {
     pub fn remove_at(&mut self, i: usize) -> bool {
         match self {
             Paths::One(_) => false,
-            Paths::Many(v) => {
-                if i < v.len() {
-                    v.remove(i);
-                }
-                if v.len() == 1 {
-                    *self = Paths::One(v[0]);
+            Paths::Many(m) => {
+                match &mut **m {
+                    MorePaths::Two([a, b]) => {
+                        // An index past the end removes nothing (as for a vector).
+                        match i {
+                            0 => *self = Paths::One(*b),
+                            1 => *self = Paths::One(*a),
+                            _ => {}
+                        }
+                    }
+                    MorePaths::More(v) => {
+                        if i < v.len() {
+                            v.remove(i);
+                        }
+                        if let [a, b] = v[..] {
+                            **m = MorePaths::Two([a, b]);
+                        }
+                    }
                 }
                 true
             }
@@ -172,6 +202,31 @@ mod tests {
         assert_eq!(paths.free_tx_id(), 1);
         paths.push(path(1));
         assert_eq!(paths.free_tx_id(), 2);
+    }
+
+    #[test]
+    fn push_and_remove_keep_arrival_order_across_representations() {
+        let mut paths = Paths::One(path(1));
+        for tx in 2..=5 {
+            paths.push(path(tx));
+        }
+        let ids = |p: &Paths| p.as_slice().iter().map(|p| p.tx_id).collect::<Vec<_>>();
+        assert_eq!(ids(&paths), [1, 2, 3, 4, 5]);
+        assert!(paths.remove_at(1));
+        assert!(paths.remove_at(2));
+        assert_eq!(ids(&paths), [1, 3, 5]);
+        assert!(paths.remove_at(0));
+        assert!(matches!(&paths, Paths::Many(m) if matches!(**m, MorePaths::Two(_))));
+        assert_eq!(ids(&paths), [3, 5]);
+        assert!(paths.remove_at(7)); // out of range: nothing removed
+        assert_eq!(ids(&paths), [3, 5]);
+        assert!(paths.remove_at(1));
+        assert!(matches!(paths, Paths::One(_)));
+        assert_eq!(ids(&paths), [3]);
+        assert!(!paths.remove_at(0));
+        paths.push(path(9));
+        assert!(paths.remove_at(0));
+        assert_eq!(ids(&paths), [9]);
     }
 
     #[test]
