@@ -113,4 +113,47 @@ fn two_ternd_nodes_exchange_blocks_into_the_kernel() {
         route(&b, "10.100.3.0/26").trim().is_empty().then_some(())
     });
     assert!(da.is_running() && db.is_running());
+
+    // The control socket: `configure` re-reads the source now; a broken file is refused with
+    // the parser's message and changes nothing; `down` stops the daemon.
+    let socket = ca.with_extension("ctl");
+    let reply = control(&socket, "configure");
+    assert!(
+        reply.contains("Reconfigured") && reply.contains("a.json"),
+        "{reply}"
+    );
+    dir.write("a.json", "{ not json");
+    let reply = control(&socket, "configure");
+    assert!(
+        !reply.contains("Reconfigured") && reply.contains("a.json"),
+        "{reply}"
+    );
+    assert!(route(&b, "10.100.1.0/26").contains("via 10.99.0.1"));
+    let reply = control(&socket, "down");
+    assert!(reply.contains("Shutdown ordered"), "{reply}");
+    wait_for(
+        "ternd A to exit after down",
+        Duration::from_secs(30),
+        || (!da.is_running()).then_some(()),
+    );
+    assert!(db.is_running());
+}
+
+/// One command over a control socket; the reply's text, errors included.
+fn control(socket: &std::path::Path, command: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = tern_control::client::Client::connect(socket, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let reply = c.command(command).await.unwrap();
+        let mut text = tern_control::client::reply_text(&reply);
+        if let Some((code, msg)) = tern_control::client::reply_error(&reply) {
+            text.push_str(&format!("error {code}: {msg}"));
+        }
+        text
+    })
 }
