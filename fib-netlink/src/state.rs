@@ -94,6 +94,11 @@ pub struct StateConfig {
 ///   last change.
 ///
 /// Restores of routes someone else changed are not damped (they have their own limit).
+///
+/// Settings out of range are brought into it (so none can stall a key or the driver): times
+/// at most a day, a half-life of at least 1 ms, `suppress` at least 2, `reuse` between 0.1
+/// and `suppress − 1.5` (a released key must be able to take one write without being
+/// suppressed again).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Damping {
     pub hold_down: Duration,
@@ -122,6 +127,28 @@ impl Default for Damping {
 }
 
 impl Damping {
+    /// The settings brought into range (see the type's docs).
+    fn sane(self) -> Damping {
+        const DAY: Duration = Duration::from_secs(86_400);
+        let suppress = if self.suppress.is_finite() {
+            self.suppress.max(2.0)
+        } else {
+            Damping::default().suppress
+        };
+        let reuse = if self.reuse.is_nan() {
+            Damping::default().reuse
+        } else {
+            self.reuse
+        };
+        Damping {
+            hold_down: self.hold_down.min(DAY),
+            half_life: self.half_life.clamp(Duration::from_millis(1), DAY),
+            suppress,
+            reuse: reuse.clamp(0.1, suppress - 1.5),
+            max_hold: self.max_hold.min(DAY),
+        }
+    }
+
     /// `penalty` set at `at`, seen at `now`.
     fn decayed(&self, penalty: f64, at: Instant, now: Instant) -> f64 {
         let half = self.half_life.as_secs_f64();
@@ -154,9 +181,15 @@ impl Damping {
         let wait = Duration::try_from_secs_f64(secs)
             .unwrap_or(self.max_hold)
             .min(self.max_hold)
-            + Duration::from_millis(1);
-        at + wait
+            .saturating_add(Duration::from_millis(1));
+        later(at, wait)
     }
+}
+
+/// `at + wait`, with `wait` capped at a day (a configured time cannot overflow the clock).
+fn later(at: Instant, wait: Duration) -> Instant {
+    const DAY: Duration = Duration::from_secs(86_400);
+    at.checked_add(wait.min(DAY)).unwrap_or(at)
 }
 
 /// A key's flap record (see [`Damping`]).
@@ -351,7 +384,8 @@ pub struct FibState {
 }
 
 impl FibState {
-    pub fn new(config: StateConfig) -> FibState {
+    pub fn new(mut config: StateConfig) -> FibState {
+        config.damping = config.damping.map(Damping::sane);
         FibState {
             config,
             desired: KeyMap::default(),
@@ -599,7 +633,7 @@ impl FibState {
             tracing::debug!("{key} flaps: kernel writes suppressed");
             self.hold(key, Hold::Suppressed(d.reuse_at(penalty, now)));
         } else if delete_hold {
-            self.hold(key, Hold::Delete(now + d.hold_down));
+            self.hold(key, Hold::Delete(later(now, d.hold_down)));
         }
         suppressed || delete_hold
     }
@@ -663,7 +697,7 @@ impl FibState {
             return;
         }
         let half_life = self.config.damping.map_or(RESTORE_WINDOW, |d| d.half_life);
-        self.next_sweep = Some(now + half_life.max(Duration::from_secs(1)));
+        self.next_sweep = Some(later(now, half_life.max(Duration::from_secs(1))));
         if let Some(d) = self.config.damping {
             let held = &self.held;
             self.flaps.retain(|k, f| {
@@ -969,8 +1003,8 @@ impl FibState {
         let wait = now.map(|now| {
             let doublings = (count - MAX_RESTORES - 1).min(16);
             let wait = (Duration::from_secs(1) * (1u32 << doublings)).min(MAX_RESTORE_BACKOFF);
-            r.at = Some(now + wait);
-            now + wait
+            r.at = Some(later(now, wait));
+            later(now, wait)
         });
         if let Some(until) = wait {
             self.hold(key, Hold::Contested(until));
@@ -1511,6 +1545,61 @@ mod tests {
     }
 
     #[test]
+    fn absurd_damping_settings_neither_panic_nor_stall() {
+        let t0 = Instant::now();
+        for d in [
+            Damping {
+                hold_down: Duration::MAX,
+                half_life: Duration::MAX,
+                max_hold: Duration::MAX,
+                ..Damping::default()
+            },
+            Damping {
+                hold_down: Duration::ZERO,
+                half_life: Duration::ZERO,
+                suppress: 0.0,
+                reuse: 0.0,
+                max_hold: Duration::ZERO,
+            },
+            Damping {
+                suppress: f64::NAN,
+                reuse: f64::INFINITY,
+                ..Damping::default()
+            },
+        ] {
+            let mut st = FibState::new(StateConfig {
+                damping: Some(d),
+                ..config()
+            });
+            st.advance(t0);
+            let mut kernel = HashMap::new();
+            let r = via("10.1.0.0/24", "192.0.2.1");
+            for i in 0..20u64 {
+                let t = t0 + Duration::from_millis(10 * i);
+                run_until(&mut st, &mut kernel, t);
+                if i % 2 == 0 {
+                    st.set(r.clone());
+                } else {
+                    st.remove(r.key());
+                }
+            }
+            // Whatever the settings, the last state is written in a bounded number of steps.
+            write_all(&mut st, &mut kernel);
+            let mut steps = 0;
+            while kernel.get(&r.key()).is_some() {
+                let due = st.poll_timeout().expect("a held write is due some time");
+                run_until(&mut st, &mut kernel, due);
+                steps += 1;
+                assert!(steps < 100, "{d:?} stalls");
+                assert!(
+                    due <= t0 + Duration::from_secs(86_400 * 2),
+                    "{d:?} waits too long"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn without_damping_every_change_is_written() {
         let mut st = FibState::new(StateConfig {
             damping: None,
@@ -1742,6 +1831,31 @@ mod tests {
             ]
         }
 
+        /// Damping off, the defaults, or any settings at all (out-of-range ones included).
+        fn damping() -> impl Strategy<Value = Option<Damping>> {
+            let ms = |max: u64| (0..max).prop_map(Duration::from_millis);
+            prop_oneof![
+                Just(None),
+                Just(Some(Damping::default())),
+                (
+                    ms(3000),
+                    ms(30_000),
+                    -1.0f64..10.0,
+                    -1.0f64..10.0,
+                    ms(120_000)
+                )
+                    .prop_map(
+                        |(hold_down, half_life, suppress, reuse, max_hold)| Some(Damping {
+                            hold_down,
+                            half_life,
+                            suppress,
+                            reuse,
+                            max_hold,
+                        })
+                    ),
+            ]
+        }
+
         fn route(k: u8, g: u8) -> Route {
             via(&format!("10.{k}.0.0/16"), &format!("192.0.2.{}", g + 1))
         }
@@ -1767,8 +1881,11 @@ mod tests {
             /// is drained and held writes have come due, the kernel holds exactly the
             /// desired routes, and no write ever repeats what the kernel already has.
             #[test]
-            fn the_kernel_converges_to_the_desired_set(steps in proptest::collection::vec(step(), 0..60)) {
-                let mut st = FibState::new(config());
+            fn the_kernel_converges_to_the_desired_set(
+                steps in proptest::collection::vec(step(), 0..60),
+                damping in damping(),
+            ) {
+                let mut st = FibState::new(StateConfig { damping, ..config() });
                 st.converge();
                 let mut now = Instant::now();
                 st.advance(now);
@@ -1804,7 +1921,10 @@ mod tests {
                         }
                     }
                 }
+                let mut rounds = 0;
                 loop {
+                    rounds += 1;
+                    prop_assert!(rounds < 10_000, "the state never settles");
                     let ops = st.poll_ops(3);
                     if ops.is_empty() {
                         // Held writes (damping) are due later: let the time come.
