@@ -1586,7 +1586,7 @@ mod tests {
             // Whatever the settings, the last state is written in a bounded number of steps.
             write_all(&mut st, &mut kernel);
             let mut steps = 0;
-            while kernel.get(&r.key()).is_some() {
+            while kernel.contains_key(&r.key()) {
                 let due = st.poll_timeout().expect("a held write is due some time");
                 run_until(&mut st, &mut kernel, due);
                 steps += 1;
