@@ -13,10 +13,14 @@
 //! - [`RouteSocket`]: blocking, batched writer (many requests per `sendmsg`, failures
 //!   matched to their request by sequence number) and dumps. Usable alone (the bench does).
 //! - [`FibState`]: the sans-IO core — desired vs kernel state, the coalescing queue,
-//!   restore decisions, learning and connected prefixes; unit-tested without a kernel.
+//!   restore decisions (with back-off when another writer keeps fighting), flap
+//!   [`Damping`] of kernel writes, learning and connected prefixes; time comes in through
+//!   `handle_timeout`, held writes go out through `poll_timeout`; unit-tested without a
+//!   kernel, with virtual time.
 //! - [`Fib`]/[`FibHandle`]: the tokio driver — reconcile on start (optionally after a
 //!   graceful-restart "converged" signal), an event-driven monitor of routes, links and
-//!   addresses, one full resync on `ENOBUFS`, retries when devices appear.
+//!   addresses, one full resync on `ENOBUFS`, retries when devices appear, timers for held
+//!   writes.
 //!
 //! ## Use
 //! ```no_run

@@ -2,8 +2,9 @@
 //! queue between them, and what the kernel tells us about everything else.
 //!
 //! [`FibState`] takes inputs — desired changes, write results, kernel dumps and
-//! notifications — and produces outputs: the [`RouteOp`]s to write next and the
-//! [`FibEvent`]s to report. It has no socket and no clock; the driver in `fib.rs` feeds it.
+//! notifications, and the time (`advance`, `handle_timeout`) — and produces outputs: the
+//! [`RouteOp`]s to write next, the [`FibEvent`]s to report, and when held writes are due
+//! (`poll_timeout`). It has no socket and reads no clock; the driver in `fib.rs` feeds it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
