@@ -944,7 +944,24 @@ fn ternd_cluster_on_etcd_mesh_mesh_off_route_reflector_hitless_filter_and_restar
     std::thread::sleep(Duration::from_secs(2));
     let routes_before = cluster.node("node-2").routes();
     cluster.node_mut("node-2").daemon.take();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Graceful restart, helper side: the reflector keeps node-2's block as stale, and
+    // node-1 keeps it in its kernel.
+    wait(&cluster, "rr-1 to keep 10.244.2.0/26 as stale", || {
+        let v = control(&cluster.node("rr-1").socket(), "show route");
+        v["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["prefix"] == "10.244.2.0/26" && r["stale"] == true)
+            .then_some(())
+    });
+    assert!(
+        cluster
+            .node("node-1")
+            .routes()
+            .contains("10.244.2.0/26 via 10.77.0.12"),
+        "node-1 lost node-2's block while node-2 restarts"
+    );
     let routes_dead = cluster.node("node-2").routes();
     assert_eq!(
         bird_routes(&routes_dead),
