@@ -995,8 +995,10 @@ fn a_flapping_route_is_damped_and_settles_to_its_last_state() {
     });
     let lines = mon.lines_with("10.50.0.0/24");
     eprintln!("{} kernel changes for 80 flaps", lines.len());
+    // Undamped: 82. Damped: the first writes before suppression (a few more if a loaded
+    // machine stretches the 25 ms sleeps past the hold-down), then one.
     assert!(
-        lines.len() <= 8,
+        lines.len() <= 20,
         "{} kernel changes for 80 flaps:\n{}",
         lines.len(),
         lines.join("\n")
@@ -1056,5 +1058,5 @@ fn a_daemon_fighting_over_our_route_is_backed_off_and_the_route_still_returns() 
     eprintln!("{ours} writes of the contested route");
     // Undamped, about 100 restores; backed off: the initial write, five at once, then
     // 1 s and 2 s apart (and the last one).
-    assert!((7..=10).contains(&ours), "{ours} writes of the route");
+    assert!((7..=12).contains(&ours), "{ours} writes of the route");
 }
