@@ -21,8 +21,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
@@ -32,10 +32,10 @@ use controller::datastore::{Datastore, EtcdDatastore, FileDatastore, Snapshot};
 use controller::node_status::{EtcdStatusStore, FileStatusStore, KubeStatusStore, StatusStore};
 use controller::resources::CalicoNodeStatus;
 use controller::{NodeEnv, compute};
-use tern_config::DesiredConfig;
+use tern_config::{DesiredConfig, LogLevel};
 use tern_control::{Backend, ControlOptions, ControlServer, FamilyView};
-use tern_speaker::{ApplySummary, Event, Speaker, SpeakerOptions};
 use tern_ops::metrics::{DatastoreGauges, MetricsServer};
+use tern_speaker::{ApplySummary, Event, Speaker, SpeakerOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Which binary is running.
@@ -170,6 +170,10 @@ pub fn log_directive(level: &str) -> Option<&'static str> {
     })
 }
 
+/// Changes the log filter later (set when neither `--log-level`, `BGP_LOGSEVERITYSCREEN` nor
+/// `TERN_LOG` fixed it: the level then follows the datastore's `logSeverityScreen`).
+static LOG_RELOAD: OnceLock<Box<dyn Fn(&'static str) + Send + Sync>> = OnceLock::new();
+
 /// Installs the stderr logger; returns a complaint about an unknown level.
 fn init_logging(level: Option<&str>) -> Option<String> {
     let (directive, complaint) = match level {
@@ -184,14 +188,47 @@ fn init_logging(level: Option<&str>) -> Option<String> {
             ),
         },
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directive));
-    let _ = tracing_subscriber::fmt()
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG").ok();
+    let fixed = level.is_some() || from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(directive));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .try_init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    if builder.try_init().is_ok() && !fixed {
+        let _ = LOG_RELOAD.set(Box::new(move |d| {
+            let _ = handle.reload(tracing_subscriber::EnvFilter::new(d));
+        }));
+    }
     complaint
+}
+
+/// The tracing level for the configuration's BIRD-style debug level (Calico's
+/// `BGPConfiguration.logSeverityScreen`: `none` keeps warnings and errors).
+pub fn config_log_directive(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::None => "warn",
+        LogLevel::States => "info",
+        LogLevel::All => "debug",
+    }
+}
+
+/// Follows the applied configuration's log level, unless the command line or environment
+/// fixed one.
+fn follow_log_level(config: &DesiredConfig, current: &mut Option<LogLevel>) {
+    let Some(reload) = LOG_RELOAD.get() else {
+        return;
+    };
+    if *current != Some(config.log_level) {
+        *current = Some(config.log_level);
+        reload(config_log_directive(config.log_level));
+        tracing::info!(
+            level = config_log_directive(config.log_level),
+            "log level from the configuration"
+        );
+    }
 }
 
 /// Felix's endpoint-status folder: `${CALICO_ENDPOINT_STATUS_PATH_PREFIX:-/var/run/calico}/endpoint-status`.
@@ -735,6 +772,8 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
             ..SpeakerOptions::default()
         }));
         tokio::spawn(log_events(speaker.subscribe()));
+        let mut log_level = None;
+        follow_log_level(&first, &mut log_level);
         let summary = speaker.apply(first).await?;
         tracing::info!(
             peers = summary.added.len(),
@@ -816,7 +855,10 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
                 u = rx.recv() => match u {
                     Some(Update { config, reply }) => {
                         let result = match config {
-                            Ok(c) => speaker.apply(c).await.map_err(anyhow::Error::from),
+                            Ok(c) => {
+                                follow_log_level(&c, &mut log_level);
+                                speaker.apply(c).await.map_err(anyhow::Error::from)
+                            }
                             Err(e) => Err(e),
                         };
                         match &result {
@@ -898,6 +940,13 @@ mod tests {
             Some(PathBuf::from("/tmp/b"))
         );
         assert_eq!(paths(Some(""), None), None);
+    }
+
+    #[test]
+    fn configuration_log_levels_map_to_tracing() {
+        assert_eq!(config_log_directive(LogLevel::None), "warn");
+        assert_eq!(config_log_directive(LogLevel::States), "info");
+        assert_eq!(config_log_directive(LogLevel::All), "debug");
     }
 
     #[test]
