@@ -1006,6 +1006,17 @@ fn mixed_fleet_with_bird_node_and_bird_route_reflector() {
     };
     let ternd = env!("CARGO_BIN_EXE_ternd");
     let mut cluster = Cluster::with_folder();
+    let Store::Dir(folder) = &cluster.store else {
+        unreachable!()
+    };
+    let folder = folder.clone();
+    // calicoctl asks for node-1's status: ternd writes it (file datastore: status/ folder).
+    std::fs::write(
+        folder.join("60-node-status.yaml"),
+        "apiVersion: projectcalico.org/v3\nkind: CalicoNodeStatus\nmetadata:\n  name: node-1-status\n\
+         spec:\n  node: node-1\n  classes: [Agent, BGP, Routes]\n  updatePeriodSeconds: 1\n",
+    )
+    .unwrap();
     for spec in &NODES {
         cluster.add_node(spec);
     }
@@ -1016,6 +1027,18 @@ fn mixed_fleet_with_bird_node_and_bird_route_reflector() {
     // Stage 1: full mesh between two ternd nodes and a BIRD node.
     wait_routes(&cluster, "mixed fleet, full mesh", true);
     assert!(cluster.ping("node-1", "node-2"), "mixed fleet: pod to pod");
+    let status = folder.join("status/node-1-status.yaml");
+    wait(
+        &cluster,
+        "node-1's CalicoNodeStatus with both sessions",
+        || {
+            let text = std::fs::read_to_string(&status).ok()?;
+            (text.contains("10.77.0.12")
+                && text.contains("10.77.0.13")
+                && text.contains("Established"))
+            .then_some(())
+        },
+    );
 
     // Stage 2: mesh off.
     cluster.apply_stage("mesh-off.yaml", "40-mesh-off.yaml");
