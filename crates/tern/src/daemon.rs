@@ -847,8 +847,9 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
             Some((v4, v6)) => Some(start_control(&speaker, &handle, described, v4, v6)?),
             None => None,
         };
-        drop(handle);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // SIGHUP (`sv hup bird`, what confd sends BIRD): read the source again, like `configure`.
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let started = Instant::now();
         let message = loop {
             tokio::select! {
@@ -872,6 +873,15 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
                     None => break "configuration watcher stopped".to_string(),
                 },
                 m = stop_rx.recv() => break m.unwrap_or_else(|| "stopped".into()),
+                _ = hup.recv() => {
+                    let handle = handle.clone();
+                    tokio::spawn(async move {
+                        match handle.reload().await {
+                            Ok(_) => tracing::info!("SIGHUP: configuration re-read"),
+                            Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: configuration not applied"),
+                        }
+                    });
+                }
                 _ = term.recv() => break "tern shutting down".to_string(),
                 _ = tokio::signal::ctrl_c() => break "tern shutting down".to_string(),
             }

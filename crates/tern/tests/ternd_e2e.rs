@@ -157,3 +157,59 @@ fn control(socket: &std::path::Path, command: &str) -> String {
         text
     })
 }
+
+/// SIGHUP (what confd sends BIRD after rendering) makes ternd read its source now: with the
+/// file otherwise re-read only every 10 minutes, a block added to it is blackholed at once.
+#[test]
+fn sighup_rereads_the_configuration() {
+    if !require_root("sighup_rereads_the_configuration") {
+        return;
+    }
+    let ns = Netns::new("tdh");
+    ns.ip(["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+    ns.ip(["link", "set", "d1", "up"]);
+    ns.ip(["addr", "add", "10.98.0.1/24", "dev", "d0"]);
+    ns.ip(["link", "set", "d0", "up"]);
+    let dir = TempDir::new("tdh");
+    let cfg = dir.write(
+        "c.json",
+        &config("10.98.0.1", "10.98.0.2", &["10.101.1.0/26"]),
+    );
+    let socket = dir.path().join("c.ctl");
+    let ternd = ns.spawn(
+        env!("CARGO_BIN_EXE_ternd"),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--poll-interval",
+            "600000",
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ],
+    );
+    wait_for("the first block", Duration::from_secs(30), || {
+        route(&ns, "10.101.1.0/26")
+            .contains("blackhole")
+            .then_some(())
+    });
+    dir.write(
+        "c.json",
+        &config(
+            "10.98.0.1",
+            "10.98.0.2",
+            &["10.101.1.0/26", "10.101.2.0/26"],
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(route(&ns, "10.101.2.0/26").trim().is_empty());
+    ternd.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for(
+        "the block added before SIGHUP",
+        Duration::from_secs(30),
+        || {
+            route(&ns, "10.101.2.0/26")
+                .contains("blackhole")
+                .then_some(())
+        },
+    );
+}
