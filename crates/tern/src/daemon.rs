@@ -15,7 +15,14 @@
 //! not a poll). A datastore that fails is logged and retried with exponential back-off (1 s to
 //! 30 s) while the running configuration stays — sessions and kernel routes are kept — and the
 //! first snapshot after it returns resynchronises everything. A snapshot with invalid
-//! resources is logged and not applied. SIGTERM/SIGINT stop every session with
+//! resources is logged and not applied.
+//!
+//! Around the speaker: the BIRD-compatible control sockets (`--control-socket`; `configure`
+//! and SIGHUP read the source again now, `down` stops), the Prometheus endpoint
+//! (`--metrics-addr`, datastore health fed by the watcher) and, on a Calico datastore, the
+//! CalicoNodeStatus reporter. The log level comes from `--log-level`,
+//! `BGP_LOGSEVERITYSCREEN` or `TERN_LOG`, else follows the configuration's `log_level`
+//! (Calico's `logSeverityScreen`). SIGTERM/SIGINT stop every session with
 //! Cease / Administrative Shutdown; kernel routes persist when configured.
 
 use std::collections::BTreeMap;
