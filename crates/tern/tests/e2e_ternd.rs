@@ -1070,7 +1070,8 @@ fn mixed_fleet_with_bird_node_and_bird_route_reflector() {
 /// IPIP pool (`programClusterRoutes: Enabled`) and an IPv6 pool on a dual-stack mesh of two
 /// ternd nodes: IPv4 blocks go
 /// `via <node> dev tunl0 onlink`, IPv6 blocks `via` the node's IPv6 address; own blocks of both
-/// families are blackholes. (This kernel has no `ipip` module: `tunl0` is a veth when
+/// families are blackholes, and pods ping each other over IPv6 (wired as Felix wires them:
+/// a /128, a default route via a link-local gateway, a /128 host route). (This kernel has no `ipip` module: `tunl0` is a veth when
 /// `ip link add tunl0 type ipip` fails, so only the route shape is checked, not traffic.)
 #[test]
 fn ipip_pool_and_ipv6_mesh() {
@@ -1113,9 +1114,61 @@ fn ipip_pool_and_ipv6_mesh() {
         );
     }
     let mut cluster = Cluster::with_resources(&docs);
-    for spec in &NODES[..2] {
+    let pod6 = |i: usize| format!("fd00:244::{}:5", i + 1);
+    for (i, spec) in NODES[..2].iter().enumerate() {
         cluster.add_node(spec);
         let node = cluster.nodes.last().unwrap();
+        // The pod's IPv6 side, as Felix wires it: a /128 in the pod with a default route via
+        // a link-local gateway answered by the host's cali veth, and a /128 host route.
+        node.ns
+            .exec("sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
+        let links = node.ns.ip(["-br", "link", "show"]);
+        let cali = links
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .find(|n| n.starts_with("cali"))
+            .unwrap()
+            .split('@')
+            .next()
+            .unwrap()
+            .to_string();
+        let mac = node.ns.ip(["-br", "link", "show", cali.as_str()]);
+        let mac = mac.split_whitespace().nth(2).unwrap().to_string();
+        node.ns.ip([
+            "-6",
+            "route",
+            "add",
+            &format!("{}/128", pod6(i)),
+            "dev",
+            &cali,
+            "metric",
+            "1024",
+        ]);
+        let pod = node.pod_ns.as_ref().unwrap();
+        pod.ip([
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/128", pod6(i)),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        pod.ip([
+            "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0",
+        ]);
+        pod.ip([
+            "-6",
+            "neigh",
+            "replace",
+            "fe80::1",
+            "lladdr",
+            &mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
         node.ns.ip([
             "addr",
             "add",
@@ -1173,6 +1226,25 @@ fn ipip_pool_and_ipv6_mesh() {
         assert!(
             own6.contains("blackhole") && own6.contains("proto bird"),
             "{own6}"
+        );
+        let pinged = node
+            .pod_ns
+            .as_ref()
+            .unwrap()
+            .command("ping")
+            .args(["-6", "-c", "1", "-W", "2", &pod6(1 - i)])
+            .output()
+            .unwrap();
+        assert!(
+            pinged.status.success(),
+            "IPv6 pod to pod from {}: {}",
+            me.name,
+            String::from_utf8_lossy(&pinged.stdout)
+        );
+        let leaked = node.ns.ip(["-6", "route", "show", "proto", "bird"]);
+        assert!(
+            !leaked.contains(&pod6(1 - i)),
+            "a workload /128 leaked: {leaked}"
         );
         let s = sessions_at(&node.dir.join("bird6.ctl"));
         let v6_name = format!("Mesh_{}", v6(other).replace(':', "_"));
