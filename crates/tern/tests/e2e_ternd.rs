@@ -21,6 +21,12 @@
 //! 5. Restart: during a continuous pod-to-pod ping, node-2's ternd is SIGKILLed and started
 //!    again; its kernel routes stay, its peers keep its routes (graceful restart), and no ping
 //!    is lost.
+//!
+//! Between 2 and 3, etcd itself is killed (routes and sessions stay, `/metrics` reports the
+//! datastore unsynced) and restarted (stage 3's resources then arrive through it).
+//!
+//! Also here: the mixed fleet (ternd and BIRD 1.6 nodes, a BIRD 1.6 route reflector, on the
+//! file datastore) and the IPIP/IPv6 dual-stack mesh.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -1071,8 +1077,9 @@ fn mixed_fleet_with_bird_node_and_bird_route_reflector() {
 /// ternd nodes: IPv4 blocks go
 /// `via <node> dev tunl0 onlink`, IPv6 blocks `via` the node's IPv6 address; own blocks of both
 /// families are blackholes, and pods ping each other over IPv6 (wired as Felix wires them:
-/// a /128, a default route via a link-local gateway, a /128 host route). (This kernel has no `ipip` module: `tunl0` is a veth when
-/// `ip link add tunl0 type ipip` fails, so only the route shape is checked, not traffic.)
+/// a /128, a default route via a link-local gateway, a /128 host route). This kernel has no
+/// `ipip` module: `tunl0` is a veth when `ip link add tunl0 type ipip` fails, so for IPIP only
+/// the route shape is checked, not traffic.
 #[test]
 fn ipip_pool_and_ipv6_mesh() {
     if !require_root("ipip_pool_and_ipv6_mesh") {
