@@ -11,17 +11,29 @@
 use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context, bail};
 use tern_tests::{Netns, veth};
 
 static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Set once the signal path has cleaned up: no namespace may be created after that.
+static STOPPING: AtomicBool = AtomicBool::new(false);
 
 fn register(ns: &Netns) {
-    LIVE.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(ns.name().to_string());
+    let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+    if STOPPING.load(Ordering::SeqCst) {
+        // Created while the process is exiting: delete it now and wait for the exit.
+        let _ = Command::new("ip")
+            .args(["netns", "del", ns.name()])
+            .status();
+        drop(live);
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+    live.push(ns.name().to_string());
 }
 
 fn unregister(name: &str) {
@@ -32,11 +44,11 @@ fn unregister(name: &str) {
 
 /// Kills everything in every live namespace and deletes them (the signal path).
 pub fn cleanup_all() {
-    let names: Vec<String> = LIVE
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .drain(..)
-        .collect();
+    let names: Vec<String> = {
+        let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+        STOPPING.store(true, Ordering::SeqCst);
+        live.drain(..).collect()
+    };
     for name in names {
         if let Ok(out) = Command::new("ip").args(["netns", "pids", &name]).output() {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {

@@ -434,6 +434,10 @@ fn memory(kind: Kind, cfg: &RunConfig) -> anyhow::Result<Sample> {
     Ok(Sample {
         metrics: vec![
             ("B/route", bytes / f64::from(n)),
+            (
+                "settled B/route",
+                end.rss_kib.saturating_sub(idle.rss_kib) as f64 * 1024.0 / f64::from(n),
+            ),
             ("idle MiB", idle.rss_kib as f64 / 1024.0),
             ("load s", last_busy.duration_since(t0).as_secs_f64()),
         ],
