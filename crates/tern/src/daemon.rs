@@ -959,6 +959,104 @@ mod tests {
         assert_eq!(paths(Some(""), None), None);
     }
 
+    /// A datastore that answers from a script, then reports no change.
+    struct Scripted(std::collections::VecDeque<Option<Snapshot>>);
+
+    impl Scripted {
+        fn next(&mut self) -> Result<Option<Snapshot>, controller::datastore::DatastoreError> {
+            match self.0.pop_front() {
+                Some(Some(s)) => Ok(Some(s)),
+                Some(None) => Err(controller::datastore::DatastoreError::Remote {
+                    what: "scripted".into(),
+                    message: "connection refused".into(),
+                }),
+                None => Ok(None),
+            }
+        }
+    }
+
+    impl Datastore for Scripted {
+        fn snapshot(&mut self) -> Result<Snapshot, controller::datastore::DatastoreError> {
+            self.next()?
+                .ok_or(controller::datastore::DatastoreError::Remote {
+                    what: "scripted".into(),
+                    message: "script ended".into(),
+                })
+        }
+        fn next_change(
+            &mut self,
+            timeout: Duration,
+        ) -> Result<Option<Snapshot>, controller::datastore::DatastoreError> {
+            if self.0.is_empty() {
+                std::thread::sleep(timeout);
+            }
+            self.next()
+        }
+    }
+
+    /// Nodes n1 (10.0.0.1) and, when `two`, n2 (10.0.0.2), in a full mesh.
+    fn snapshot(two: bool) -> Snapshot {
+        let mut docs = vec![serde_json::json!({
+            "apiVersion": "projectcalico.org/v3", "kind": "Node", "metadata": {"name": "n1"},
+            "spec": {"bgp": {"ipv4Address": "10.0.0.1/24"}}})];
+        if two {
+            docs.push(serde_json::json!({
+                "apiVersion": "projectcalico.org/v3", "kind": "Node", "metadata": {"name": "n2"},
+                "spec": {"bgp": {"ipv4Address": "10.0.0.2/24"}}}));
+        }
+        let (model, problems) =
+            controller::Model::from_documents(docs.into_iter().map(|d| ("test".to_string(), d)));
+        assert!(problems.is_empty(), "{problems:?}");
+        Snapshot {
+            model,
+            problems,
+            revision: 1,
+        }
+    }
+
+    /// The watch fails, the datastore stays unreachable for one more attempt, then answers
+    /// with a changed cluster: nothing is sent while it is gone, the resynchronised
+    /// configuration is the first thing sent, once it is back.
+    #[test]
+    fn a_lost_datastore_is_retried_and_resynchronised() {
+        let env = NodeEnv {
+            node_name: "n1".into(),
+            ..NodeEnv::default()
+        };
+        let first = snapshot(false);
+        let running = config_from_snapshot(&first, &env).ok();
+        assert!(running.as_ref().is_some_and(|c| c.peers.is_empty()));
+        let script = Scripted([None, None, Some(snapshot(true))].into_iter().collect());
+        let (tx, mut rx) = mpsc::channel(4);
+        let (_reload_tx, reloads) = std_mpsc::channel();
+        let gauges = DatastoreGauges::new();
+        let watcher = Watcher {
+            source: Source::Calico {
+                datastore: Box::new(script),
+                kind: "scripted".into(),
+                env,
+                snapshot: Some(Box::new(first)),
+            },
+            observers: Observers {
+                gauges: Some(gauges.clone()),
+                statuses: None,
+            },
+            last: running,
+            last_error: None,
+            tx,
+            reloads,
+        };
+        let thread = std::thread::spawn(move || watcher.run());
+        let update = rx.blocking_recv().map(|u| u.config.ok());
+        let peers: Vec<String> = update
+            .flatten()
+            .map(|c| c.peers.into_iter().map(|p| p.name).collect())
+            .unwrap_or_default();
+        assert_eq!(peers, ["Mesh_10_0_0_2"]);
+        drop(rx);
+        let _ = thread.join();
+    }
+
     #[test]
     fn configuration_log_levels_map_to_tracing() {
         assert_eq!(config_log_directive(LogLevel::None), "warn");
