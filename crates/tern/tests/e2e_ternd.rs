@@ -1200,6 +1200,55 @@ fn ipip_pool_and_ipv6_mesh() {
     }
     cluster.start("node-1", ternd, &[]);
     cluster.start("node-2", ternd, &[]);
+    // A borrowed address: a workload on node-2 with an IP from node-1's block. Outside
+    // node-2's own blocks, its /32 is exported (unlike node-2's own pod /32).
+    {
+        let node2 = cluster.node("node-2");
+        node2.ns.ip([
+            "link",
+            "add",
+            "calib0rrow",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "b0rrowp",
+        ]);
+        node2.ns.ip(["link", "set", "b0rrowp", "up"]);
+        node2.ns.ip(["link", "set", "calib0rrow", "up"]);
+        node2.ns.ip([
+            "route",
+            "add",
+            "10.244.1.40/32",
+            "dev",
+            "calib0rrow",
+            "scope",
+            "link",
+            "metric",
+            "1024",
+        ]);
+    }
+    let borrowed = wait(&cluster, "node-1 to learn the borrowed /32", || {
+        let r = cluster
+            .node("node-1")
+            .ns
+            .ip(["route", "show", "10.244.1.40/32"]);
+        r.contains("via").then_some(r)
+    });
+    for want in ["via 10.77.0.12 dev tunl0", "proto bird", "onlink"] {
+        assert!(
+            borrowed.contains(want),
+            "borrowed /32 on node-1: {borrowed} lacks {want:?}"
+        );
+    }
+    let leaked = cluster
+        .node("node-1")
+        .ns
+        .ip(["route", "show", "10.244.2.5/32"]);
+    assert!(
+        leaked.trim().is_empty(),
+        "node-2's own pod /32 leaked: {leaked}"
+    );
     for (i, me) in NODES[..2].iter().enumerate() {
         let other = &NODES[1 - i];
         let node = cluster.node(me.name);
@@ -1234,20 +1283,19 @@ fn ipip_pool_and_ipv6_mesh() {
             own6.contains("blackhole") && own6.contains("proto bird"),
             "{own6}"
         );
-        let pinged = node
-            .pod_ns
-            .as_ref()
-            .unwrap()
-            .command("ping")
-            .args(["-6", "-c", "1", "-W", "2", &pod6(1 - i)])
-            .output()
-            .unwrap();
-        assert!(
-            pinged.status.success(),
-            "IPv6 pod to pod from {}: {}",
-            me.name,
-            String::from_utf8_lossy(&pinged.stdout)
-        );
+        // The reply needs the other node's route too: retry until both sides have converged.
+        wait(&cluster, "an IPv6 pod-to-pod ping reply", || {
+            node.pod_ns
+                .as_ref()
+                .unwrap()
+                .command("ping")
+                .args(["-6", "-c", "1", "-W", "1", &pod6(1 - i)])
+                .output()
+                .unwrap()
+                .status
+                .success()
+                .then_some(())
+        });
         let leaked = node.ns.ip(["-6", "route", "show", "proto", "bird"]);
         assert!(
             !leaked.contains(&pod6(1 - i)),
