@@ -222,3 +222,57 @@ fn monitor(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// An RTM_NEWROUTE as the kernel sends it: header, rtmsg, RTA_TABLE, RTA_DST.
+    fn route_msg(ty: u16, dst: [u8; 4], len: u8, proto: u8) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&0u32.to_ne_bytes()); // length, patched below
+        m.extend_from_slice(&ty.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&[0; 8]);
+        m.extend_from_slice(&[AF_INET, len, 0, 0, 254, proto, 0, 1, 0, 0, 0, 0]);
+        m.extend_from_slice(&8u16.to_ne_bytes());
+        m.extend_from_slice(&15u16.to_ne_bytes());
+        m.extend_from_slice(&254u32.to_ne_bytes());
+        m.extend_from_slice(&8u16.to_ne_bytes());
+        m.extend_from_slice(&1u16.to_ne_bytes());
+        m.extend_from_slice(&dst);
+        let n = m.len() as u32;
+        m[..4].copy_from_slice(&n.to_ne_bytes());
+        m
+    }
+
+    #[test]
+    fn routes_are_parsed_from_a_datagram_of_several_messages() {
+        let mut dgram = route_msg(RTM_NEWROUTE, [32, 0, 5, 0], 24, RTPROT_BIRD);
+        dgram.extend(route_msg(RTM_DELROUTE, [10, 1, 0, 0], 24, 2));
+        let parsed: Vec<(u16, Option<(Key, bool)>)> = messages(&dgram)
+            .map(|(ty, m)| (ty, parse_route(m)))
+            .collect();
+        assert_eq!(
+            parsed,
+            vec![
+                (
+                    RTM_NEWROUTE,
+                    Some(((u32::from_be_bytes([32, 0, 5, 0]), 24, 254), true))
+                ),
+                (
+                    RTM_DELROUTE,
+                    Some(((u32::from_be_bytes([10, 1, 0, 0]), 24, 254), false))
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_messages_are_ignored_not_misread() {
+        let m = route_msg(RTM_NEWROUTE, [32, 0, 5, 0], 24, RTPROT_BIRD);
+        assert_eq!(messages(&m[..m.len() - 1]).count(), 0);
+        assert_eq!(parse_route(&m[..20]), None);
+    }
+}

@@ -514,3 +514,53 @@ fn tracing_note(e: &anyhow::Error) {
         eprintln!("  session attempt failed: {e:#}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn universe_indexes_each_block_and_nothing_else() {
+        let u = Universe::new(vec![
+            Block {
+                base: Ipv4Addr::new(32, 0, 0, 0),
+                len: 24,
+                count: 300,
+            },
+            Block {
+                base: Ipv4Addr::new(100, 64, 0, 0),
+                len: 26,
+                count: 4,
+            },
+        ]);
+        assert_eq!(u.size(), 304);
+        let p = |a: [u8; 4], l: u8| Prefix::v4(Ipv4Addr::from(a), l).unwrap();
+        assert_eq!(u.index(&p([32, 0, 0, 0], 24)), Some(0));
+        assert_eq!(u.index(&p([32, 0, 1, 0], 24)), Some(1));
+        assert_eq!(u.index(&p([32, 1, 43, 0], 24)), Some(299));
+        assert_eq!(u.index(&p([32, 1, 44, 0], 24)), None, "past the block");
+        assert_eq!(u.index(&p([32, 0, 1, 0], 25)), None, "other length");
+        assert_eq!(u.index(&p([100, 64, 0, 192], 26)), Some(303));
+        assert_eq!(u.index(&p([100, 64, 1, 0], 26)), None);
+        // Every prefix a block produces maps back to its own index.
+        let b = Block {
+            base: Ipv4Addr::new(32, 0, 0, 0),
+            len: 24,
+            count: 300,
+        };
+        for i in 0..300 {
+            assert_eq!(u.index(&b.prefix(i).unwrap()), Some(i as usize));
+        }
+    }
+
+    #[test]
+    fn a_target_already_held_counts_as_reached_at_once() {
+        let p = Progress::default();
+        p.held.store(5, Ordering::SeqCst);
+        p.set_target(5);
+        assert_ne!(p.reached_at.load(Ordering::SeqCst), 0);
+        p.set_target(0);
+        assert_eq!(p.reached_at.load(Ordering::SeqCst), 0);
+    }
+}
