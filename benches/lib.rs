@@ -5,3 +5,5 @@
 //! Every figure in the README names the command here that reproduces it.
 //!
 //! **Must not know:** nothing is hidden from benches, but no test asserts a wall-clock time.
+
+#![forbid(unsafe_code)]

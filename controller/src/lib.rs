@@ -15,6 +15,8 @@
 //! local-workload peering files, [`node_status`] holds the CalicoNodeStatus report (Calico's
 //! shape, no speaker types) and writes it back into each datastore.
 
+#![forbid(unsafe_code)]
+
 pub mod compute;
 pub mod datastore;
 pub mod endpoint_status;

@@ -9,6 +9,8 @@
 //! exactly like the other daemons. The generator and receivers use `bgp-wire` for encoding
 //! and decoding only.
 
+#![forbid(unsafe_code)]
+
 mod dut;
 mod kernel;
 mod net;

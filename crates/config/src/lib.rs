@@ -15,6 +15,8 @@
 //! Its JSON is what `ternd --print-config` prints. Secrets never appear in serialised output:
 //! a peer's password serialises as `"password_set": true|false`.
 
+#![forbid(unsafe_code)]
+
 pub mod policy;
 
 use std::collections::BTreeMap;

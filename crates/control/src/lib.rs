@@ -61,6 +61,8 @@
 //! # });
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod clock;
 pub mod command;

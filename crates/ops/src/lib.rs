@@ -30,6 +30,8 @@
 //! drop(statuses); let _ = reporter.await; // or reporter.abort() first, to not wait for a write
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod clock;
 mod http;
 pub mod metrics;

@@ -95,6 +95,8 @@
 //! # });
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod core;
 pub mod diff;
 mod session;

@@ -1,6 +1,8 @@
 //! `ternc` — Tern's operator CLI: BIRD's commands over the control socket, `--json` for
 //! every command, and `show config`, `show peer NAME`, `watch`, `decode HEX`.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
