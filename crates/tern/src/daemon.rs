@@ -12,10 +12,10 @@
 //!   [`node_env_from_env`] and Felix's endpoint-status files (local workload peers).
 //!
 //! The datastore is followed on a thread of its own through `Datastore::next_change` (a watch,
-//! not a poll). A datastore that fails is logged and retried with exponential back-off (1 s to
-//! 30 s) while the running configuration stays — sessions and kernel routes are kept — and the
-//! first snapshot after it returns resynchronises everything. A snapshot with invalid
-//! resources is logged and not applied.
+//! not a poll). A datastore that fails is logged and retried, each time with a new client,
+//! with exponential back-off (1 s to 10 s) while the running configuration stays — sessions
+//! and kernel routes are kept — and the first snapshot after it returns resynchronises
+//! everything. A snapshot with invalid resources is logged and not applied.
 //!
 //! Around the speaker: the BIRD-compatible control sockets (`--control-socket`; `configure`
 //! and SIGHUP read the source again now, `down` stops), the Prometheus endpoint
@@ -420,7 +420,7 @@ impl Source {
 
 /// Back-off between attempts to reach a lost datastore.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long one `next_change` waits before the endpoint-status folder and reload requests
 /// are looked at again.
 const WATCH_SLICE: Duration = Duration::from_millis(500);
@@ -459,6 +459,9 @@ impl Observers {
 /// configuration that differs from the last one sent.
 struct Watcher {
     source: Source,
+    /// The flags the datastore was opened with: a lost datastore is opened afresh (a new
+    /// client) before each attempt, rather than trusting a client that lost its server.
+    reopen: Option<DaemonArgs>,
     observers: Observers,
     last: Option<DesiredConfig>,
     last_error: Option<String>,
@@ -554,6 +557,9 @@ impl Watcher {
                 },
             };
             if !healthy || reply.is_some() {
+                if !healthy {
+                    self.reconnect();
+                }
                 let c = self.source.read();
                 let reachable = self.snapshot_ok();
                 self.observers.saw(self.current_snapshot(), reachable);
@@ -617,6 +623,18 @@ impl Watcher {
                     return;
                 }
             }
+        }
+    }
+
+    /// Replaces the datastore client with a new one (keeps the old one if that fails).
+    fn reconnect(&mut self) {
+        let Some(args) = &self.reopen else { return };
+        let Source::Calico { datastore, .. } = &mut self.source else {
+            return;
+        };
+        match open_datastore(args) {
+            Ok((fresh, _)) => *datastore = fresh,
+            Err(e) => tracing::debug!(error = %format!("{e:#}"), "datastore client not reopened"),
         }
     }
 
@@ -837,6 +855,7 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
         };
         let watcher = Watcher {
             observers,
+            reopen: Some(args.clone()),
             source: src,
             last: speaker.config().await?,
             last_error: None,
@@ -1037,6 +1056,7 @@ mod tests {
                 env,
                 snapshot: Some(Box::new(first)),
             },
+            reopen: None,
             observers: Observers {
                 gauges: Some(gauges.clone()),
                 statuses: None,
