@@ -1798,3 +1798,61 @@ fn gtsm_drops_an_open_sent_at_once_with_ttl_1() {
         );
     }
 }
+
+/// A route whose AS_PATH cannot be re-encoded for another peer (1,000 segments: 4,042 octets
+/// on the 2-octet session it came from, over 6,000 with 4-octet ASes towards the healthy
+/// peer) must not take the routes that arrived with it down too. The attacker sends a
+/// normal route, the long one and another normal route in one TCP write; both normal
+/// routes must reach the healthy peer.
+#[test]
+#[ignore = "bug: the speaker drops a peer's whole UPDATE batch when one route cannot be encoded (reported to the lead)"]
+fn an_unencodable_route_does_not_swallow_its_neighbours() {
+    let Some(mut lab) = Lab::new(
+        "an_unencodable_route_does_not_swallow_its_neighbours",
+        LabOptions {
+            attackers: 1,
+            ..LabOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let src = attacker(1);
+    let mut raw = lab.attacker(src);
+    raw.send(&open(4, ATTACKER_AS, 90, src, &caps(ATTACKER_AS, false)));
+    raw.send(&keepalive());
+    raw.wait_keepalive(Duration::from_secs(5)).unwrap();
+    let mut path = Vec::with_capacity(4000);
+    path.extend_from_slice(&[2, 1]);
+    path.extend_from_slice(&(ATTACKER_AS as u16).to_be_bytes());
+    for i in 1..1000u16 {
+        path.extend_from_slice(&[2, 1]);
+        path.extend_from_slice(&(64000 + i % 500).to_be_bytes());
+    }
+    let long = [origin(0), attr_ext(0x40, 2, &path), next_hop(src)].concat();
+    let short = [origin(0), attr(0x40, 2, &[2, 1, 0xfd, 0xe9]), next_hop(src)].concat();
+    let batch = [
+        update(&[], &short, &nlri("10.96.5.0/24")),
+        update(&[], &long, &nlri("10.96.1.0/24")),
+        update(&[], &short, &nlri("10.96.6.0/24")),
+    ]
+    .concat();
+    raw.send(&batch);
+    for p in ["10.96.5.0/24", "10.96.1.0/24", "10.96.6.0/24"] {
+        lab.wait_route(p, Some(src), Duration::from_secs(10));
+    }
+    let h = lab.healthy.as_ref().unwrap();
+    let start = Instant::now();
+    while !(h.has_route("10.96.5.0/24") && h.has_route("10.96.6.0/24")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "normal routes lost with the unencodable one: healthy peer has 10.96.5.0/24: {}, \
+             10.96.6.0/24: {}, 10.96.1.0/24: {}; ternd log:\n{}",
+            h.has_route("10.96.5.0/24"),
+            h.has_route("10.96.6.0/24"),
+            h.has_route("10.96.1.0/24"),
+            lab.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lab.assert_healthy("an unencodable route");
+}
