@@ -1856,3 +1856,40 @@ fn an_unencodable_route_does_not_swallow_its_neighbours() {
     }
     lab.assert_healthy("an unencodable route");
 }
+
+/// Local attack surface of a running ternd: the control sockets are owned by root and not
+/// accessible to others (at most 0660), and nothing listens on TCP but BGP on port 179 (the
+/// metrics endpoint is off unless `--metrics-addr` asks for it).
+#[test]
+fn control_socket_is_private_and_only_bgp_listens() {
+    let Some(lab) = Lab::new(
+        "control_socket_is_private_and_only_bgp_listens",
+        LabOptions::default(),
+    ) else {
+        return;
+    };
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for name in ["bird.ctl", "bird6.ctl"] {
+        let path = lab.dir.path().join(name);
+        let meta = wait_for(&format!("{name} exists"), Duration::from_secs(10), || {
+            std::fs::metadata(&path).ok()
+        });
+        assert!(meta.file_type().is_socket(), "{name} is not a socket");
+        assert_eq!(meta.uid(), 0, "{name} is not owned by root");
+        let mode = meta.mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "{name} is accessible to others: {mode:o}");
+        assert_eq!(
+            mode & !0o660,
+            0,
+            "{name} has more than rw for owner/group: {mode:o}"
+        );
+    }
+    let listening = lab.d.exec("ss", ["-Hltn"]);
+    for line in String::from_utf8_lossy(&listening.stdout).lines() {
+        let local = line.split_whitespace().nth(3).unwrap_or_default();
+        assert!(
+            local.ends_with(":179"),
+            "ternd listens on TCP {local} besides BGP: {line}"
+        );
+    }
+}
