@@ -59,16 +59,31 @@ step "cargo test"
 # Namespace tests create and delete namespaces concurrently; iproute2 copes with that.
 cargo test --workspace --locked --no-fail-fast
 
-# ---- 4. fuzzing (bounded) ------------------------------------------------------------------
-FUZZ_SECONDS=${FUZZ_SECONDS:-45}
-if [ -f fuzz/Cargo.toml ] && [ "$FUZZ_SECONDS" != 0 ]; then
+# ---- 4. licenses, bans, sources ----------------------------------------------------------
+# deny.toml: licenses on an allow-list, duplicate versions reported, crates.io only. The
+# advisory database needs a network, so `advisories` is not checked here.
+if ! cargo deny --version >/dev/null 2>&1; then
+  step "installing cargo-deny"
+  cargo install cargo-deny --locked --quiet
+fi
+step "cargo deny check licenses bans sources"
+cargo deny --log-level error check licenses bans sources
+
+# ---- 5. fuzzing (bounded) ------------------------------------------------------------------
+# Every target gets FUZZ_SECONDS; by default the whole pass gets FUZZ_TOTAL_SECONDS (420 s)
+# shared equally, so adding a target keeps CI's fuzz time under 8 minutes.
+FUZZ_TOTAL_SECONDS=${FUZZ_TOTAL_SECONDS:-420}
+if [ -f fuzz/Cargo.toml ] && [ "${FUZZ_SECONDS:-}" != 0 ]; then
   if ! cargo fuzz --version >/dev/null 2>&1; then
     step "installing cargo-fuzz"
     cargo install cargo-fuzz --locked --quiet
   fi
   # cargo-fuzz wants nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
   export RUSTC_BOOTSTRAP=1
-  for target in $(cd fuzz && cargo fuzz list); do
+  targets=$(cd fuzz && cargo fuzz list)
+  count=$(echo "$targets" | wc -w)
+  FUZZ_SECONDS=${FUZZ_SECONDS:-$(( FUZZ_TOTAL_SECONDS / (count > 0 ? count : 1) ))}
+  for target in $targets; do
     step "fuzz $target for ${FUZZ_SECONDS}s"
     mkdir -p "fuzz/corpus/$target"
     seeds=()
