@@ -1018,6 +1018,8 @@ pub fn compute(model: &Model, env: &NodeEnv) -> Result<DesiredConfig, ComputeErr
                         reachable_by: None,
                         import: pb.peer_import(&[], &present, family, nrp_f),
                         export: pb.peer_export(&[], &present, family, nrp_f),
+                        soft_reconfiguration: false,
+                        allow_local_pref: false,
                         max_prefixes: None,
                     });
                 }
@@ -1534,6 +1536,8 @@ fn build_peer(
         reachable_by: p.reachable_by.parse().ok(),
         import: pb.peer_import(&p.filters, present, family, nrp),
         export: pb.peer_export(&p.filters, present, family, nrp),
+        soft_reconfiguration: false,
+        allow_local_pref: false,
         max_prefixes: None,
     })
 }

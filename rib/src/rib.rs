@@ -188,8 +188,8 @@ impl PeerConfig {
             allow_local_as: p.allow_local_as.unwrap_or(0),
             import: p.import.clone(),
             export: p.export.clone(),
-            soft_reconfig_in: false,
-            allow_local_pref: false,
+            soft_reconfig_in: p.soft_reconfiguration,
+            allow_local_pref: p.allow_local_pref,
         }
     }
 }

@@ -210,6 +210,14 @@ pub struct Peer {
     pub import: String,
     /// Export policy name, or `"all"`/`"none"`.
     pub export: String,
+    /// Keep the peer's routes as received, before import policy (BIRD `import table`), so an
+    /// import policy change re-runs locally instead of asking for ROUTE-REFRESH. Kept anyway
+    /// for peers without route refresh.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub soft_reconfiguration: bool,
+    /// Accept and send LOCAL_PREF on this eBGP session (BIRD `allow bgp_local_pref`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_local_pref: bool,
     /// Limit on the routes accepted from this peer (RFC 4486); `None` = no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_prefixes: Option<MaxPrefixes>,
@@ -485,6 +493,8 @@ mod tests {
                 reachable_by: None,
                 import: "calico_import".into(),
                 export: policy::NONE.into(),
+                soft_reconfiguration: false,
+                allow_local_pref: false,
                 max_prefixes: None,
             }],
             policies,

@@ -865,18 +865,22 @@ impl Core {
                     {
                         fib.handle.remove(old);
                     }
-                    let _ = self.events.send(Event::KernelRoute {
-                        prefix: route.prefix,
-                        installed: true,
-                    });
+                    if self.events.receiver_count() > 0 {
+                        let _ = self.events.send(Event::KernelRoute {
+                            prefix: route.prefix,
+                            installed: true,
+                        });
+                    }
                     set.push(route);
                 }
                 FibChange::Remove(p) => {
-                    let _ = self.events.send(Event::BestPath {
-                        prefix: p,
-                        next_hop: None,
-                        from: None,
-                    });
+                    if self.events.receiver_count() > 0 {
+                        let _ = self.events.send(Event::BestPath {
+                            prefix: p,
+                            next_hop: None,
+                            from: None,
+                        });
+                    }
                     if let Some(key) = fib.installed.remove(&p) {
                         self.fib_operations += 1;
                         fib.handle.remove(key);

@@ -127,6 +127,8 @@ mod tests {
             reachable_by: None,
             import: "all".into(),
             export: "all".into(),
+            soft_reconfiguration: false,
+            allow_local_pref: false,
             max_prefixes: None,
         }
     }

@@ -42,7 +42,7 @@ use controller::{NodeEnv, compute};
 use tern_config::{DesiredConfig, LogLevel};
 use tern_control::{Backend, ControlOptions, ControlServer, FamilyView};
 use tern_ops::metrics::{DatastoreGauges, MetricsServer};
-use tern_speaker::{ApplySummary, Event, Speaker, SpeakerOptions};
+use tern_speaker::{ApplySummary, Speaker, SpeakerOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Which binary is running.
@@ -759,21 +759,6 @@ fn log_summary(s: &ApplySummary) {
     }
 }
 
-/// Logs kernel route failures (the speaker logs session states itself).
-async fn log_events(mut events: tokio::sync::broadcast::Receiver<Event>) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        match events.recv().await {
-            Ok(Event::KernelRouteFailed { prefix, error }) => {
-                tracing::warn!(%prefix, %error, "kernel refused a route");
-            }
-            Ok(_) => {}
-            Err(RecvError::Lagged(n)) => tracing::debug!(n, "event log lagged"),
-            Err(RecvError::Closed) => return,
-        }
-    }
-}
-
 fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
     let mut src = source(&args)?;
     if args.print_config {
@@ -796,7 +781,9 @@ fn run(role: Role, args: DaemonArgs) -> anyhow::Result<()> {
             fib,
             ..SpeakerOptions::default()
         }));
-        tokio::spawn(log_events(speaker.subscribe()));
+        // No event subscription here: the speaker logs session changes and refused kernel
+        // routes itself, and a subscriber makes every kernel route cost a broadcast and a
+        // wake-up of another task.
         let mut log_level = None;
         follow_log_level(&first, &mut log_level);
         let summary = speaker.apply(first).await?;
