@@ -41,7 +41,12 @@
 //!   (shutdown communication: [`Notification::shutdown_communication`]), [`RouteRefresh`].
 //!   All code points are in [`iana`].
 //!
-//! The session FSM and its driver (modules `fsm` and `session`) are added separately.
+//! The session state machine is [`fsm`] (sans-IO: events and time in, actions out) and its
+//! tokio driver is [`session`] (TCP:179, MD5, GTSM, collision handling).
+
+// `deny`, not `forbid`: the one module that sets socket options (`session::sockopt`: TCP-MD5,
+// GTSM, TTL) allows it locally and documents every unsafe block; nothing else may.
+#![deny(unsafe_code)]
 
 pub mod attribute;
 pub mod capability;

@@ -10,6 +10,8 @@
 //!
 //! **Must not know:** Tern's own crates: it is used by their tests and must not depend on them.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};

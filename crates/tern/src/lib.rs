@@ -9,4 +9,6 @@
 //!
 //! **Must not know:** protocol details beyond what the speaker's API exposes.
 
+#![forbid(unsafe_code)]
+
 pub mod daemon;

@@ -2,6 +2,8 @@
 //! unless `--fib` is given. Started like ternd (same environment and flags) for a Calico node
 //! with a `routeReflectorClusterID`, or with `--config FILE` as a generic route reflector.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

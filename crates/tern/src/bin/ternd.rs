@@ -5,6 +5,8 @@
 //! `CALICO_ENDPOINT_STATUS_PATH_PREFIX`, `BGP_LOGSEVERITYSCREEN`; `--print-config` prints this
 //! node's desired configuration and exits. See `tern::daemon`.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
