@@ -1805,7 +1805,6 @@ fn gtsm_drops_an_open_sent_at_once_with_ttl_1() {
 /// normal route, the long one and another normal route in one TCP write; both normal
 /// routes must reach the healthy peer.
 #[test]
-#[ignore = "bug: the speaker drops a peer's whole UPDATE batch when one route cannot be encoded (reported to the lead)"]
 fn an_unencodable_route_does_not_swallow_its_neighbours() {
     let Some(mut lab) = Lab::new(
         "an_unencodable_route_does_not_swallow_its_neighbours",

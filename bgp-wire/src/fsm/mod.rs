@@ -254,6 +254,9 @@ impl Conn {
     }
 }
 
+/// The shortest IdleHold wait after an error, whatever the configuration says.
+pub const MIN_IDLE_HOLD: Duration = Duration::from_millis(100);
+
 /// One BGP session (one configured peer): the RFC 4271 §8 state machine.
 #[derive(Debug)]
 pub struct Session {
@@ -802,6 +805,9 @@ impl Session {
                     }
                     _ => self.config.idle_hold.next(None),
                 };
+                // A zero error wait (configurable) would retry in the same instant, again and
+                // again against a peer that refuses: never wait less than this.
+                let wait = wait.max(MIN_IDLE_HOLD);
                 self.last_backoff = Some((wait, now));
                 self.idle_hold.start(now, wait);
             }

@@ -808,17 +808,16 @@ impl Core {
             let except = u.announce.iter().any(|a| a.except == Some(m)).then_some(m);
             let msgs = match cache.get(&(ctx, except)) {
                 Some(m) => m.clone(),
-                None => match encode(ctx, u, except) {
-                    Ok(msgs) => {
-                        cache.insert((ctx, except), msgs.clone());
-                        msgs
-                    }
-                    Err(e) => {
-                        tracing::error!(peer = %name, error = %e, "cannot encode UPDATE");
+                None => {
+                    let (msgs, errors) = encode(ctx, u, except);
+                    if let Some(e) = errors.first() {
+                        tracing::error!(peer = %name, error = %e, routes = errors.len(),
+                            "routes cannot be encoded for this session: withdrawn instead");
                         slot.last_error = Some(format!("cannot encode UPDATE: {e}"));
-                        continue;
                     }
-                },
+                    cache.insert((ctx, except), msgs.clone());
+                    msgs
+                }
             };
             if msgs.is_empty() {
                 continue;
@@ -1190,14 +1189,17 @@ fn bind(c: &DesiredConfig) -> Result<Endpoint, Error> {
 }
 
 /// The UPDATEs of `u` for one encoding context; `except` gets withdrawals of the
-/// announcements it is excluded from.
+/// announcements it is excluded from. An announcement that cannot be encoded for this context
+/// (e.g. an AS_PATH too long for a 4096-octet message) is withdrawn instead, so the peer drops
+/// any older copy and the rest of the batch still goes out; its error is returned alongside.
 fn encode(
     ctx: EncodeContext,
     u: &OutUpdate,
     except: Option<PeerId>,
-) -> Result<Vec<Bytes>, bgp_wire::EncodeError> {
+) -> (Vec<Bytes>, Vec<bgp_wire::EncodeError>) {
     let packer = UpdatePacker::new(ctx);
     let mut buf = BytesMut::new();
+    let mut errors = Vec::new();
     let mut withdraw = u.withdraw.clone();
     for a in &u.announce {
         if except.is_some() && a.except == except {
@@ -1207,14 +1209,27 @@ fn encode(
     if !withdraw.is_empty() {
         packer.withdraw(&withdraw, &mut buf);
     }
+    let mut failed = Vec::new();
     for a in &u.announce {
         if except.is_some() && a.except == except {
             continue;
         }
-        packer.announce(&a.attrs.bgp, &a.nlri, &mut buf)?;
+        let len = buf.len();
+        if let Err(e) = packer.announce(&a.attrs.bgp, &a.nlri, &mut buf) {
+            buf.truncate(len);
+            failed.extend_from_slice(&a.nlri);
+            errors.push(e);
+        }
+    }
+    if !failed.is_empty() {
+        packer.withdraw(&failed, &mut buf);
     }
     for f in &u.end_of_rib {
-        packer.end_of_rib(*f, &mut buf)?;
+        let len = buf.len();
+        if let Err(e) = packer.end_of_rib(*f, &mut buf) {
+            buf.truncate(len);
+            errors.push(e);
+        }
     }
     let max = if ctx.extended_messages {
         MAX_EXTENDED_MESSAGE_LEN
@@ -1225,7 +1240,7 @@ fn encode(
     while let Ok(Some(m)) = next_message(&mut buf, max) {
         out.push(m);
     }
-    Ok(out)
+    (out, errors)
 }
 
 /// The attributes of a kernel-learned route as the policies see it (BIRD `krt_metric`,
