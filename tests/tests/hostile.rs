@@ -1774,7 +1774,6 @@ fn md5_is_enforced_and_never_printed() {
 /// GTSM), so segments that arrive before that `setsockopt` are already queued and read:
 /// the session comes up although every packet of it arrived with TTL 1.
 #[test]
-#[ignore = "bug: GTSM is applied after accept(); an OPEN sent at once with TTL 1 gets through (reported to the lead)"]
 fn gtsm_drops_an_open_sent_at_once_with_ttl_1() {
     let Some(lab) = Lab::new(
         "gtsm_drops_an_open_sent_at_once_with_ttl_1",

@@ -224,6 +224,10 @@ impl Endpoint {
                 }
             };
             sock.set_reuseaddr(true)?;
+            // For GTSM peers: their SYN's TTL is checked at accept (see `prepare_accepted`).
+            if let Err(e) = sockopt::set_save_syn(&sock) {
+                tracing::debug!(error = %e, "TCP_SAVE_SYN unavailable: GTSM checks start at accept");
+            }
             sock.bind(*addr)?;
             listeners.push(Arc::new(sock.listen(128)?));
         }
@@ -837,13 +841,24 @@ impl Driver {
     }
 
     fn apply(&mut self, actions: Vec<Action>) {
+        let mut rejected = Vec::new();
         for action in actions {
             match action {
                 Action::Connect(id) => self.connect(id),
                 Action::Accept(id) => {
                     if let Some(stream) = self.accepting.take() {
-                        if let Err(e) = self.prepare_accepted(&stream) {
-                            tracing::warn!(peer = %self.transport.address, error = %e, "socket options");
+                        match self.prepare_accepted(&stream) {
+                            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                                // GTSM violation: close it before reading a byte.
+                                tracing::warn!(peer = %self.transport.address, error = %e, "connection refused");
+                                drop(stream);
+                                rejected.push(id);
+                                continue;
+                            }
+                            Err(e) => {
+                                tracing::warn!(peer = %self.transport.address, error = %e, "socket options");
+                            }
+                            Ok(()) => {}
                         }
                         self.conns.push(ConnIo::new(id, stream));
                     }
@@ -914,14 +929,29 @@ impl Driver {
                 }
             }
         }
+        for id in rejected {
+            let actions = self.fsm.handle(Event::Closed(id), Instant::now());
+            self.apply(actions);
+        }
     }
 
     fn prepare_accepted(&self, stream: &TcpStream) -> io::Result<()> {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
         if let Some(hops) = self.transport.gtsm_hops {
+            let min = 255u8.saturating_sub(hops).saturating_add(1);
             sockopt::set_ttl(stream, peer, 255)?;
-            sockopt::set_min_ttl(stream, peer, 255u8.saturating_sub(hops).saturating_add(1))?;
+            sockopt::set_min_ttl(stream, peer, min)?;
+            // RFC 5082 §3: the minimum TTL applies from the first segment. Segments that
+            // arrived before IP_MINTTL was set were not checked, so the SYN's TTL decides.
+            if let Some(ttl) = sockopt::saved_syn_ttl(stream)?
+                && ttl < min
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("GTSM: SYN arrived with TTL {ttl}, below {min}"),
+                ));
+            }
         } else if let Some(ttl) = self.transport.ttl {
             sockopt::set_ttl(stream, peer, ttl)?;
         }

@@ -117,6 +117,50 @@ pub fn set_min_ttl(fd: &impl AsRawFd, peer: SocketAddr, min: u8) -> io::Result<(
     }
 }
 
+/// Asks the kernel to keep the SYN of every connection accepted on this listening socket
+/// (`TCP_SAVE_SYN`), so [`saved_syn_ttl`] can check a GTSM peer's SYN: `IP_MINTTL` can only be
+/// set once the connection is accepted, and segments queued before that were not checked.
+pub fn set_save_syn(fd: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_SAVE_SYN, &on)
+}
+
+/// The TTL (IPv4) or hop limit (IPv6) the SYN of an accepted connection arrived with, from the
+/// saved SYN headers (`TCP_SAVED_SYN`; the kernel hands them out once). `None` when the
+/// listener did not save it.
+pub fn saved_syn_ttl(fd: &impl AsRawFd) -> io::Result<Option<u8>> {
+    let mut buf = [0u8; 512];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: `buf` is a writable buffer of `len` bytes that outlives the call; the kernel writes
+    // at most `len` bytes and stores the written length in `len`; `fd` is an open socket owned by
+    // the caller.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_SAVED_SYN,
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            // Nothing saved (the listener did not ask, or it was already taken).
+            Some(libc::ENOENT) | Some(libc::ENOPROTOOPT) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let headers = buf.get(..len as usize).unwrap_or(&[]);
+    // The saved bytes start with the network header: IPv4 TTL is octet 8, IPv6 hop limit
+    // octet 7 (an IPv4-mapped connection on an IPv6 socket saves an IPv4 header).
+    Ok(match headers.first().map(|b| b >> 4) {
+        Some(4) => headers.get(8).copied(),
+        Some(6) => headers.get(7).copied(),
+        _ => None,
+    })
+}
+
 /// Sets the TTL (IPv4) or unicast hop limit (IPv6) of outgoing segments: 1 for a directly
 /// connected eBGP peer, more for multihop, 255 under GTSM.
 pub fn set_ttl(fd: &impl AsRawFd, peer: SocketAddr, ttl: u8) -> io::Result<()> {
