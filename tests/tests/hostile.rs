@@ -288,7 +288,17 @@ impl Lab {
             );
         }
         for p in HEALTHY_ROUTES.iter().filter(|_| !self.no_fib) {
-            let r = self.route(p);
+            // One `ip` run can come back empty on a loaded machine (its errors are not
+            // captured): look again for up to 2 s. A real deletion is caught below, from the
+            // route monitor, however briefly the route was gone.
+            let start = Instant::now();
+            let mut r = self.route(p);
+            while !(r.contains(&format!("via {HEALTHY}")) && r.contains("proto bird"))
+                && start.elapsed() < Duration::from_secs(2)
+            {
+                std::thread::sleep(Duration::from_millis(100));
+                r = self.route(p);
+            }
             assert!(
                 r.contains(&format!("via {HEALTHY}")) && r.contains("proto bird"),
                 "healthy route {p} missing after {after}: {r:?}"
