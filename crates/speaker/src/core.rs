@@ -1011,10 +1011,20 @@ impl Core {
             .running
             .as_ref()
             .is_some_and(|c| c.kernel.graceful_restart);
-        let mut paths = 0;
-        for (p, _) in self.rib.best_routes() {
-            paths += self.rib.routes(p).len();
-        }
+        // Every Loc-RIB path is a peer's accepted path or one of our local originations:
+        // counted from the per-source totals, without walking the table (metrics scrape this).
+        let statics = self
+            .running
+            .as_ref()
+            .map_or(0, |c| diff::static_routes(c).len());
+        let paths = self
+            .peers
+            .values()
+            .map(|s| self.rib.peer_paths(s.id))
+            .sum::<usize>()
+            + self.kernel_routes.len()
+            + self.connected.len()
+            + statics;
         SpeakerStatus {
             router_id: self.rib.config().router_id,
             asn: self.rib.config().asn,
