@@ -22,6 +22,7 @@
 //!   just read (everything else kept as it is); a `409 Conflict` reads and tries again.
 
 use std::path::{Path, PathBuf};
+#[cfg(feature = "remote")]
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -305,8 +306,10 @@ pub enum StatusStore {
     /// `<config-dir>/status/<name>.yaml`.
     File(FileStatusStore),
     /// The resource's etcd key.
+    #[cfg(feature = "remote")]
     Etcd(Box<EtcdStatusStore>),
     /// The CRD's `status` subresource.
+    #[cfg(feature = "remote")]
     Kubernetes(KubeStatusStore),
 }
 
@@ -321,7 +324,9 @@ impl StatusStore {
     ) -> Result<Option<String>, StatusError> {
         match self {
             StatusStore::File(s) => s.write(resource, report).map(|()| None),
+            #[cfg(feature = "remote")]
             StatusStore::Etcd(s) => s.write(resource, report).await.map(|()| None),
+            #[cfg(feature = "remote")]
             StatusStore::Kubernetes(s) => s.write(resource, report).await.map(Some),
         }
     }
@@ -331,6 +336,7 @@ impl StatusStore {
     pub async fn forget(&self, name: &str) -> Result<(), StatusError> {
         match self {
             StatusStore::File(s) => s.forget(name),
+            #[cfg(feature = "remote")]
             StatusStore::Etcd(_) | StatusStore::Kubernetes(_) => Ok(()),
         }
     }
@@ -412,8 +418,10 @@ impl FileStatusStore {
 
 // ----- etcd -----
 
+#[cfg(feature = "remote")]
 const ETCD_PREFIX: &str = "/calico/resources/v3/projectcalico.org/caliconodestatuses/";
 
+#[cfg(feature = "remote")]
 /// Statuses in etcd v3.
 #[derive(Clone)]
 pub struct EtcdStatusStore {
@@ -421,6 +429,7 @@ pub struct EtcdStatusStore {
     what: String,
 }
 
+#[cfg(feature = "remote")]
 impl EtcdStatusStore {
     /// Connect to `endpoints` (`http://host:port`, as in `ETCD_ENDPOINTS`).
     pub async fn connect(endpoints: Vec<String>) -> Result<EtcdStatusStore, StatusError> {
@@ -490,8 +499,10 @@ impl EtcdStatusStore {
 
 // ----- kubernetes -----
 
+#[cfg(feature = "remote")]
 const CRD_PATH: &str = "/apis/crd.projectcalico.org/v1/caliconodestatuses/";
 
+#[cfg(feature = "remote")]
 /// Statuses in Kubernetes (`crd.projectcalico.org/v1`). Calico's CRD has no `status`
 /// subresource, so the status is written with the object: read it, set `status`, `PUT` it
 /// back with the `resourceVersion` just read (labels, annotations, owners and a concurrent
@@ -502,6 +513,7 @@ pub struct KubeStatusStore {
     what: String,
 }
 
+#[cfg(feature = "remote")]
 impl KubeStatusStore {
     /// Use `client`; `what` names the cluster in errors.
     pub fn new(client: kube::Client, what: &str) -> KubeStatusStore {
@@ -589,6 +601,7 @@ impl KubeStatusStore {
     }
 }
 
+#[cfg(feature = "remote")]
 fn remote(what: &str, message: impl std::fmt::Display) -> StatusError {
     StatusError::Datastore(DatastoreError::Remote {
         what: what.to_string(),

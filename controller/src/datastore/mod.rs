@@ -2,14 +2,17 @@
 //! stream of newer consistent snapshots as the datastore changes (`compute()` is cheap and pure,
 //! so consumers simply recompute from each snapshot and diff the result).
 
+#[cfg(feature = "remote")]
 pub mod etcd;
 pub mod file;
+#[cfg(feature = "remote")]
 pub mod kubernetes;
 
 use std::time::Duration;
 
 use crate::model::{Model, Problem};
 
+#[cfg(feature = "remote")]
 pub use etcd::EtcdDatastore;
 pub use file::FileDatastore;
 
