@@ -326,27 +326,69 @@ where
     let remaining = nlri.size_hint().1.unwrap_or(usize::MAX);
     let want = remaining.saturating_mul(per_entry).min(room);
     out.resize(start + want + MAX_ENTRY_LEN, 0);
-    let limit = start + room;
-    let mut pos = start;
+    // Positions below are relative to `start`.
+    let mut pos = 0;
     let mut written = 0;
-    for n in nlri.clone() {
-        if out.len() < pos + MAX_ENTRY_LEN {
-            // IPv6 entries are longer than the estimate: grow in large steps.
-            let grow = (pos - start).max(256);
-            out.resize(pos + MAX_ENTRY_LEN + grow, 0);
+    let mut iter = nlri.clone();
+    // An entry the IPv4 loop left to the general one (IPv6, or the buffer needs to grow).
+    let mut pending: Option<&Nlri> = None;
+    'all: loop {
+        if let Some(n) = pending.take() {
+            if out.len() < start + pos + MAX_ENTRY_LEN {
+                // IPv6 entries are longer than the estimate: grow in large steps.
+                grow(out, start, start + pos);
+            }
+            let next = pos + write_entry(&mut out[start + pos..], n, add_path);
+            if next > room {
+                break;
+            }
+            pos = next;
+            written += 1;
         }
-        let next = pos + write_entry(&mut out[pos..], n, add_path);
-        if next > limit {
-            break;
+        if add_path {
+            pending = iter.next();
+            if pending.is_none() {
+                break;
+            }
+            continue;
         }
-        pos = next;
-        written += 1;
+        // IPv4 without path identifiers (a full table's entries): the length octet and the
+        // four address octets stored at once; octets past the entry are zero (prefixes are
+        // canonical) and are overwritten by the next entry or cut off below.
+        let buf = &mut out[start..];
+        for n in iter.by_ref() {
+            let Prefix::V4 { addr, len } = n.prefix else {
+                pending = Some(n);
+                continue 'all;
+            };
+            let next = pos + (usize::from(len) + 15) / 8;
+            if next > room {
+                break 'all;
+            }
+            let Some(dst) = buf.get_mut(pos..).and_then(|b| b.first_chunk_mut::<5>()) else {
+                pending = Some(n);
+                continue 'all;
+            };
+            let [a, b, c, d] = addr.octets();
+            *dst = [len, a, b, c, d];
+            pos = next;
+            written += 1;
+        }
+        break;
     }
-    out.truncate(pos);
+    out.truncate(start + pos);
     if written > 0 {
         nlri.nth(written - 1);
     }
     written
+}
+
+/// Grows the buffer that entries are written to (from `start`, now at `pos`) in large steps,
+/// keeping room for at least one more entry.
+#[cold]
+fn grow(out: &mut BytesMut, start: usize, pos: usize) {
+    let grow = (pos - start).max(256);
+    out.resize(pos + MAX_ENTRY_LEN + grow, 0);
 }
 
 #[cfg(test)]
@@ -407,5 +449,47 @@ mod tests {
             decode_nlri(&[0, 0, 1], Afi::Ipv4, true, &mut out),
             Err(NlriError::Overrun)
         );
+    }
+
+    #[test]
+    fn fitting_matches_plain_encoding_and_stops_at_room() {
+        // A mix of families and lengths, with and without path identifiers: the IPv4 loop
+        // hands IPv6 entries (and buffer growth) to the general one and back.
+        let mut all: Vec<Nlri> = Vec::new();
+        for i in 0..600u32 {
+            let prefix = if i % 7 == 3 {
+                Prefix::v6(Ipv6Addr::from(u128::from(i) << 80), 48 + (i % 80) as u8).unwrap()
+            } else {
+                Prefix::v4(Ipv4Addr::from(i << 12), (i % 33) as u8).unwrap()
+            };
+            all.push(Nlri::with_path_id(prefix, i));
+        }
+        for add_path in [false, true] {
+            let list: Vec<Nlri> = all
+                .iter()
+                .map(|n| if add_path { *n } else { Nlri::new(n.prefix) })
+                .collect();
+            let mut whole = BytesMut::new();
+            encode_nlri(&list, add_path, &mut whole);
+            for room in [0, 1, 5, 100, 1000, whole.len(), whole.len() + 10] {
+                let mut out = BytesMut::from(&b"head"[..]);
+                let mut iter = list.iter();
+                let n = encode_nlri_fitting(&mut iter, add_path, room, &mut out);
+                assert_eq!(&out[..4], b"head");
+                let body = &out[4..];
+                assert!(body.len() <= room);
+                let mut back = Vec::new();
+                // Families are mixed, so compare bytes: a prefix of the whole encoding.
+                assert_eq!(body, &whole[..body.len()]);
+                assert_eq!(iter.len(), list.len() - n);
+                if let Some(next) = list.get(n) {
+                    assert!(body.len() + next.wire_len(add_path) > room);
+                }
+                back.extend(list[..n].iter().copied());
+                let mut again = BytesMut::new();
+                encode_nlri(&back, add_path, &mut again);
+                assert_eq!(&again[..], body);
+            }
+        }
     }
 }
