@@ -23,6 +23,15 @@ fn live() -> i64 {
 }
 
 fn measure(name: &str, build: impl FnOnce() -> rib::Rib) {
+    // `-- WORD`: only the scenarios whose name contains WORD (e.g. to profile one of them
+    // with heaptrack, whose peak figure is the whole process's).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !only.iter().all(|w| name.contains(w.as_str())) {
+        return;
+    }
     let before = live();
     let rib = build();
     let bytes = live() - before;

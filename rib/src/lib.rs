@@ -94,6 +94,7 @@ pub mod decision;
 pub mod key;
 pub mod policy;
 mod rib;
+pub mod shards;
 pub mod table;
 
 pub use attrs::{AttrId, RouteAttrs};

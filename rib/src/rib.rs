@@ -13,6 +13,7 @@ use crate::attrs::{AttrId, Interner, RouteAttrs, preference};
 use crate::decision::{Decision, Options, SourceInfo};
 use crate::key::{FamilyKey, FxBuild, V4Key, V6Key};
 use crate::policy::{Candidate, Context, Origin, Outcome, Policies};
+use crate::shards::{Delta, Shards};
 use crate::table::{Path, Paths, flag};
 
 // ===== identities and configuration =====
@@ -433,26 +434,26 @@ impl SentPaths {
 }
 
 struct GroupOut<K> {
-    sent: HashMap<K, SentPaths, FxBuild>,
+    sent: Shards<K, SentPaths>,
     dirty: HashSet<K, FxBuild>,
 }
 
 impl<K> Default for GroupOut<K> {
     fn default() -> Self {
         GroupOut {
-            sent: HashMap::default(),
+            sent: Shards::default(),
             dirty: HashSet::default(),
         }
     }
 }
 
 /// A pre-policy Adj-RIB-In: (prefix, received path id) → attributes as received.
-type PrePolicy<K> = HashMap<(K, u32), AttrId, FxBuild>;
+type PrePolicy<K> = Shards<(K, u32), AttrId>;
 
 /// One address family's tables.
 struct Fam<K> {
     /// Loc-RIB with every post-policy Adj-RIB-In path.
-    dests: HashMap<K, Paths, FxBuild>,
+    dests: Shards<K, Paths>,
     fib_dirty: HashSet<K, FxBuild>,
     /// Adj-RIB-Out per update group (indexed by group id).
     out: Vec<Option<GroupOut<K>>>,
@@ -463,7 +464,7 @@ struct Fam<K> {
 impl<K> Default for Fam<K> {
     fn default() -> Self {
         Fam {
-            dests: HashMap::default(),
+            dests: Shards::default(),
             fib_dirty: HashSet::default(),
             out: Vec::new(),
             pre: Vec::new(),
@@ -788,9 +789,17 @@ fn set_path<K: FamilyKey>(
     new: Option<AttrId>,
 ) {
     use std::collections::hash_map::Entry;
-    match fam.dests.entry(key) {
+    let Fam {
+        dests,
+        out,
+        fib_dirty,
+        ..
+    } = fam;
+    dests.with_entry(key, |entry| match entry {
         Entry::Vacant(v) => {
-            let Some(id) = new else { return };
+            let Some(id) = new else {
+                return ((), Delta::Same);
+            };
             v.insert(Paths::One(Path {
                 attrs: id,
                 rx_id,
@@ -799,7 +808,8 @@ fn set_path<K: FamilyKey>(
                 flags: flag::BEST | flag::ECMP,
             }));
             count(core, src, 1);
-            mark(core, &mut fam.out, &mut fam.fib_dirty, key, true, Some(src));
+            mark(core, out, fib_dirty, key, true, Some(src));
+            ((), Delta::Inserted)
         }
         Entry::Occupied(mut o) => {
             let paths = o.get_mut();
@@ -813,7 +823,7 @@ fn set_path<K: FamilyKey>(
                     p.flags &= !(flag::STALE | flag::LLGR);
                     core.interner.release(old);
                     if old == id && !was_stale {
-                        return;
+                        return ((), Delta::Same);
                     }
                 }
                 (Some(i), None) => {
@@ -822,8 +832,8 @@ fn set_path<K: FamilyKey>(
                     count(core, src, -1);
                     if !paths.remove_at(i) {
                         o.remove();
-                        mark(core, &mut fam.out, &mut fam.fib_dirty, key, true, Some(src));
-                        return;
+                        mark(core, out, fib_dirty, key, true, Some(src));
+                        return ((), Delta::Removed);
                     }
                 }
                 (None, Some(id)) => {
@@ -837,14 +847,15 @@ fn set_path<K: FamilyKey>(
                     });
                     count(core, src, 1);
                 }
-                (None, None) => return,
+                (None, None) => return ((), Delta::Same),
             }
             core.decide(paths);
             let changed = signature(paths) != before;
             let solo = paths.as_slice().iter().all(|p| p.src == src).then_some(src);
-            mark(core, &mut fam.out, &mut fam.fib_dirty, key, changed, solo);
+            mark(core, out, fib_dirty, key, changed, solo);
+            ((), Delta::Same)
         }
-    }
+    });
 }
 
 fn count(core: &mut Core, src: u16, delta: isize) {
@@ -1721,12 +1732,12 @@ impl Rib {
     /// Every destination with its best path, sorted by prefix.
     pub fn best_routes(&self) -> Vec<(Prefix, RouteInfo)> {
         let mut v: Vec<(Prefix, RouteInfo)> = Vec::with_capacity(self.len());
-        for (k, paths) in &self.v4.dests {
+        for (k, paths) in self.v4.dests.iter() {
             if let Some(b) = paths.best() {
                 v.push((k.prefix(), self.info(b)));
             }
         }
-        for (k, paths) in &self.v6.dests {
+        for (k, paths) in self.v6.dests.iter() {
             if let Some(b) = paths.best() {
                 v.push((k.prefix(), self.info(b)));
             }
@@ -1988,7 +1999,7 @@ impl<K: FamilyKey> PreSlot for Vec<Option<PrePolicy<K>>> {
             self.resize_with(i + 1, || None);
         }
         if self[i].is_none() {
-            self[i] = Some(HashMap::default());
+            self[i] = Some(Shards::default());
         }
     }
 }
@@ -2094,7 +2105,7 @@ fn collect_out<K: FamilyKey>(
     v: &mut Vec<(Nlri, Arc<RouteAttrs>)>,
 ) {
     if let Some(Some(o)) = fam.out.get(g) {
-        for (k, s) in &o.sent {
+        for (k, s) in o.sent.iter() {
             for e in s.as_slice() {
                 let n = Nlri {
                     prefix: k.prefix(),
