@@ -13,7 +13,11 @@
 //!
 //! [`KubeDatastore`] drives it over HTTP with the `kube` crate's client (kubeconfig or in-cluster
 //! credentials): one list per collection for the snapshot, then one watch task per collection
-//! feeding a bounded channel.
+//! feeding a bounded channel. A watch stream that ends or breaks is resumed from its last
+//! resourceVersion; `410 Gone`, as a watch `ERROR` event or as the HTTP status of the watch
+//! request, re-lists that collection. A watch request the API server does not answer (refused,
+//! any other error status) or a re-list that fails is the datastore lost: `next_change`
+//! returns the error, so the daemon reports it and resynchronises from a fresh snapshot.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -274,6 +278,15 @@ impl KubeSync {
         Ok(WatchOutcome::Changed)
     }
 
+    /// The collection's resourceVersion expired (`410 Gone` to a watch request): it must be
+    /// listed again before it is watched, and there is no snapshot until then.
+    pub fn expire(&mut self, index: usize) {
+        if let Some(c) = self.collections.get_mut(index) {
+            c.resource_version = None;
+            c.listed = false;
+        }
+    }
+
     /// A transport error on collection `index`: how long to wait before its next request
     /// (exponential back-off from 200 ms, capped at 30 s).
     pub fn on_error(&mut self, index: usize) -> Duration {
@@ -331,8 +344,14 @@ const EVENT_QUEUE: usize = 1024;
 
 enum WatchMsg {
     Line(Vec<u8>),
+    /// The server ended the stream.
     Ended,
-    Failed(String),
+    /// The stream broke after it was established.
+    Broken(String),
+    /// The watch request was answered `410 Gone` (resourceVersion too old).
+    Gone,
+    /// The watch request failed: the API server is unreachable or refused it.
+    Unreachable(String),
 }
 
 /// The `kubernetes` datastore over HTTP.
@@ -344,8 +363,6 @@ pub struct KubeDatastore {
     tx: mpsc::Sender<(usize, WatchMsg)>,
     rx: mpsc::Receiver<(usize, WatchMsg)>,
     tasks: Vec<Option<tokio::task::JoinHandle<()>>>,
-    /// Collections whose re-list failed, and when to try again.
-    relist_at: Vec<Option<std::time::Instant>>,
 }
 
 fn remote(what: &str, message: impl std::fmt::Display) -> DatastoreError {
@@ -368,14 +385,18 @@ async fn watch_task(
     let req = match http::Request::get(&path).body(Vec::new()) {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send((index, WatchMsg::Failed(e.to_string()))).await;
+            let _ = tx.send((index, WatchMsg::Unreachable(e.to_string()))).await;
             return;
         }
     };
     let body = match client.request_stream(req).await {
         Ok(b) => b,
+        Err(kube::Error::Api(status)) if status.code == 410 => {
+            let _ = tx.send((index, WatchMsg::Gone)).await;
+            return;
+        }
         Err(e) => {
-            let _ = tx.send((index, WatchMsg::Failed(e.to_string()))).await;
+            let _ = tx.send((index, WatchMsg::Unreachable(e.to_string()))).await;
             return;
         }
     };
@@ -384,9 +405,9 @@ async fn watch_task(
         let msg = match line {
             Ok(l) if l.trim().is_empty() => continue,
             Ok(l) => WatchMsg::Line(l.into_bytes()),
-            Err(e) => WatchMsg::Failed(e.to_string()),
+            Err(e) => WatchMsg::Broken(e.to_string()),
         };
-        let failed = matches!(msg, WatchMsg::Failed(_));
+        let failed = matches!(msg, WatchMsg::Broken(_));
         if tx.send((index, msg)).await.is_err() || failed {
             return;
         }
@@ -406,7 +427,6 @@ impl KubeDatastore {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let sync = KubeSync::new(namespace);
         let tasks = (0..sync.len()).map(|_| None).collect();
-        let relist_at = vec![None; sync.len()];
         KubeDatastore {
             runtime,
             client,
@@ -415,7 +435,6 @@ impl KubeDatastore {
             tx,
             rx,
             tasks,
-            relist_at,
         }
     }
 
@@ -511,22 +530,10 @@ impl Datastore for KubeDatastore {
     fn next_change(&mut self, timeout: Duration) -> Result<Option<Snapshot>, DatastoreError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let now = std::time::Instant::now();
-            // Re-lists that are due (after a 410 whose list failed).
-            for index in 0..self.relist_at.len() {
-                if self.relist_at[index].is_some_and(|t| t <= now) {
-                    self.relist_at[index] = None;
-                    if self.relist(index) {
-                        return Ok(self.sync.snapshot());
-                    }
-                }
-            }
-            let next_relist = self.relist_at.iter().flatten().min().copied();
-            let until = next_relist.map_or(deadline, |t| t.min(deadline));
-            if now >= deadline {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
                 return Ok(None);
             }
-            let left = until.saturating_duration_since(now);
             let rx = &mut self.rx;
             let Ok(Some((index, msg))) = self
                 .runtime
@@ -539,23 +546,30 @@ impl Datastore for KubeDatastore {
                     Ok(WatchOutcome::Changed) => return Ok(self.sync.snapshot()),
                     Ok(WatchOutcome::Bookmark) => {}
                     // 410 Gone: list again, then watch from the new resourceVersion.
-                    Ok(WatchOutcome::Expired) => {
-                        if self.relist(index) {
-                            return Ok(self.sync.snapshot());
-                        }
-                    }
+                    Ok(WatchOutcome::Expired) => return self.relist(index).map(Some),
                     Err(e) => {
                         let wait = self.sync.on_error(index);
                         tracing::warn!(%e, ?wait, "bad watch event; watching again");
                         self.start_watch(index, wait);
                     }
                 },
+                WatchMsg::Gone => {
+                    self.sync.expire(index);
+                    return self.relist(index).map(Some);
+                }
                 // The server ends watches after a while: resume from the last resourceVersion.
                 WatchMsg::Ended => self.start_watch(index, Duration::ZERO),
-                WatchMsg::Failed(why) => {
+                // A broken stream (a proxy or the server went away): resume from the last
+                // resourceVersion after a back-off; if the server is gone, that watch request
+                // fails and reports it.
+                WatchMsg::Broken(why) => {
                     let wait = self.sync.on_error(index);
-                    tracing::warn!(collection = self.sync.path(index).unwrap_or("?"), %why, ?wait, "watch failed; retrying");
+                    tracing::warn!(collection = self.sync.path(index).unwrap_or("?"), %why, ?wait, "watch broken; resuming");
                     self.start_watch(index, wait);
+                }
+                WatchMsg::Unreachable(why) => {
+                    let path = self.sync.path(index).unwrap_or("?");
+                    return Err(remote(&self.what, format!("watching {path}: {why}")));
                 }
             }
         }
@@ -563,17 +577,14 @@ impl Datastore for KubeDatastore {
 }
 
 impl KubeDatastore {
-    /// List a collection again and resume watching; on failure, schedule a retry with back-off.
-    fn relist(&mut self, index: usize) -> bool {
-        if self.list(index).is_ok() {
-            self.start_watch(index, Duration::ZERO);
-            return true;
-        }
-        let wait = self.sync.on_error(index);
-        if let Some(slot) = self.relist_at.get_mut(index) {
-            *slot = Some(std::time::Instant::now() + wait);
-        }
-        false
+    /// Lists a collection again (after `410 Gone`) and resumes watching it; a failed list is
+    /// the datastore lost.
+    fn relist(&mut self, index: usize) -> Result<Snapshot, DatastoreError> {
+        self.list(index)?;
+        self.start_watch(index, Duration::ZERO);
+        self.sync
+            .snapshot()
+            .ok_or_else(|| remote(&self.what, "not every collection was listed"))
     }
 }
 
@@ -666,6 +677,24 @@ mod tests {
         )
         .unwrap();
         assert!(s.snapshot().unwrap().model.bgp_peers.is_empty());
+    }
+
+    #[test]
+    fn a_410_status_to_a_watch_request_forces_a_relist() {
+        let mut s = KubeSync::new("kube-system");
+        listed_all(&mut s);
+        let pools = index(&s, "/ippools");
+        assert!(matches!(s.request(pools), Some(Request::Watch { .. })));
+        s.expire(pools);
+        assert_eq!(
+            s.request(pools),
+            Some(Request::List {
+                path: "/apis/crd.projectcalico.org/v1/ippools".into()
+            })
+        );
+        assert!(s.snapshot().is_none(), "no snapshot until the re-list");
+        s.apply_list(pools, EMPTY).unwrap();
+        assert!(s.snapshot().is_some());
     }
 
     #[test]
