@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod bird16;
+pub mod lan;
+pub mod observe;
 pub mod peers;
 
 /// True when running under CI (`CI=true`), where a missing prerequisite is a failure.

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use controller::datastore::{Datastore, FileDatastore};
 use controller::{NodeEnv, compute};
 use tern_tests::bird16::render_bird;
+use tern_tests::lan;
 use tern_tests::{Daemon, Netns, TempDir, require_binary, require_root, run};
 
 /// How long a stage may take to converge (BIRD: connect delay 2 s, kernel scan 2 s; a
@@ -108,9 +109,7 @@ impl Cluster {
     /// The LAN, the three nodes and their pods; the datastore folder is a copy of
     /// `demo/calico/`.
     fn new(bird: PathBuf, birdc: PathBuf) -> Cluster {
-        let lan = Netns::new("e2l");
-        lan.ip(["link", "add", "br0", "type", "bridge"]);
-        lan.ip(["link", "set", "br0", "up"]);
+        let lan = lan::new_lan("e2l");
         let datastore = TempDir::new("e2d");
         for entry in std::fs::read_dir(demo_dir().join("calico")).unwrap() {
             let path = entry.unwrap().path();
@@ -133,106 +132,10 @@ impl Cluster {
     }
 
     fn add_node(&mut self, spec: &'static NodeSpec) {
-        let ns = Netns::new("e2n");
-        ns.exec("sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
-        let lan_port = tern_tests::unique_name("e2p");
-        run(
-            "ip",
-            [
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                ns.name(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &lan_port,
-                "netns",
-                self.lan.name(),
-            ],
-        );
-        self.lan
-            .ip(["link", "set", lan_port.as_str(), "master", "br0", "up"]);
-        ns.ip(["addr", "add", &format!("{}/24", spec.ip), "dev", "eth0"]);
-        ns.ip(["link", "set", "eth0", "up"]);
+        let ns = lan::add_node(&self.lan, "e2n", &format!("{}/24", spec.ip));
         let pod_ns = spec.pod.map(|pod| {
-            let pod_ns = Netns::new("e2w");
-            // Felix's naming: "cali" and 11 hex digits.
-            let cali = format!(
-                "cali{:011x}",
-                0x0a2b_3c4d_5e00_u64 + self.nodes.len() as u64
-            );
-            run(
-                "ip",
-                [
-                    "link",
-                    "add",
-                    "eth0",
-                    "netns",
-                    pod_ns.name(),
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &cali,
-                    "netns",
-                    ns.name(),
-                ],
-            );
-            ns.exec(
-                "sysctl",
-                ["-qw", &format!("net.ipv4.conf.{cali}.proxy_arp=1")],
-            );
-            ns.ip(["link", "set", cali.as_str(), "up"]);
-            ns.ip([
-                "route",
-                "add",
-                &format!("{pod}/32"),
-                "dev",
-                &cali,
-                "scope",
-                "link",
-                "metric",
-                "1024",
-            ]);
-            pod_ns.ip(["addr", "add", &format!("{pod}/32"), "dev", "eth0"]);
-            pod_ns.ip(["link", "set", "eth0", "up"]);
-            pod_ns.ip([
-                "route",
-                "add",
-                "169.254.1.1",
-                "dev",
-                "eth0",
-                "scope",
-                "link",
-            ]);
-            pod_ns.ip([
-                "route",
-                "add",
-                "default",
-                "via",
-                "169.254.1.1",
-                "dev",
-                "eth0",
-            ]);
-            // A real host answers the ARP for 169.254.1.1 (proxy ARP) because it has a default
-            // route; these namespaces have none, so the pod gets the neighbour statically.
-            let mac = ns.ip(["-br", "link", "show", cali.as_str()]);
-            let mac = mac.split_whitespace().nth(2).unwrap().to_string();
-            pod_ns.ip([
-                "neigh",
-                "replace",
-                "169.254.1.1",
-                "lladdr",
-                &mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ]);
-            pod_ns
+            let cali = lan::cali_name(0x0a2b_3c4d_5e00, self.nodes.len());
+            lan::add_workload(&ns, "e2w", &cali, pod)
         });
         let dir = self.work.path().join(spec.name);
         std::fs::create_dir_all(&dir).unwrap();
