@@ -138,6 +138,13 @@ impl FibHandle {
         self.shared.wake.notify_one();
     }
 
+    /// No longer desires any route: every route of ours in the kernel is deleted (unless
+    /// desired again before it is written).
+    pub fn remove_all(&self) {
+        self.shared.lock().remove_all();
+        self.shared.wake.notify_one();
+    }
+
     /// The desired set is complete: stale routes of ours may be deleted now.
     pub fn converged(&self) {
         self.shared.lock().converge();

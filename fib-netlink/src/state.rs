@@ -351,13 +351,27 @@ pub fn diff<S: BuildHasher>(
         .collect()
 }
 
+/// What the kernel holds at one of our keys.
+///
+/// After a successful write of the desired route — the bulk of a table — the kernel holds
+/// exactly `desired[key]`, and keeping a second copy of it would double the memory of a
+/// full table. `AsDesired` says so without the copy; whoever changes or removes the
+/// desired route first turns the entry into the route it replaces (moved, not cloned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum InKernel {
+    /// The kernel holds exactly the desired route at this key (we wrote it).
+    AsDesired,
+    /// The kernel holds this route (as dumped, reported or written before a change).
+    Route(Route),
+}
+
 /// Desired and kernel state, the coalescing queue between them, and learning.
 #[derive(Debug)]
 pub struct FibState {
     config: StateConfig,
     desired: KeyMap<Route>,
     /// Our protocol's routes in the kernel, as last reported or written.
-    kernel: KeyMap<Route>,
+    kernel: KeyMap<InKernel>,
     pending: KeyQueue,
     failed: KeyMap<RouteError>,
     restores: KeyMap<Restores>,
@@ -432,9 +446,21 @@ impl FibState {
 
     fn matches_kernel(&self, desired: &Route) -> bool {
         let names = &self.names;
-        self.kernel
-            .get(&desired.key())
-            .is_some_and(|k| same_route(desired, k, &|n| names.get(n).copied()))
+        match self.kernel.get(&desired.key()) {
+            None => false,
+            Some(InKernel::AsDesired) => true,
+            Some(InKernel::Route(k)) => same_route(desired, k, &|n| names.get(n).copied()),
+        }
+    }
+
+    /// The desired route at `key` is about to change or go: if the kernel entry refers to
+    /// it, it becomes `old` (what the kernel still holds).
+    fn detach(&mut self, key: &RouteKey, old: Option<Route>) {
+        if let (Some(old), Some(k)) = (old, self.kernel.get_mut(key))
+            && *k == InKernel::AsDesired
+        {
+            *k = InKernel::Route(old);
+        }
     }
 
     // ===== desired state =====
@@ -447,10 +473,16 @@ impl FibState {
         self.forget_troubles(&key);
         // Queued even when the kernel already matches: `poll_ops` decides, so a route
         // that flips and flips back before the write costs nothing.
-        let changed = self.desired.get(&key) != Some(&route);
-        self.desired.insert(key, route);
-        if changed {
-            self.charge_if_suppressed(&key);
+        match self.desired.get_mut(&key) {
+            Some(d) if *d == route => {}
+            Some(d) => {
+                let old = std::mem::replace(d, route);
+                self.detach(&key, Some(old));
+                self.charge_if_suppressed(&key);
+            }
+            None => {
+                self.desired.insert(key, route);
+            }
         }
         self.pending.push(key);
     }
@@ -473,12 +505,22 @@ impl FibState {
     pub fn remove(&mut self, key: RouteKey) {
         let key = key.normalized();
         self.forget_troubles(&key);
-        let was_desired = self.desired.remove(&key).is_some();
+        let old = self.desired.remove(&key);
+        let was_desired = old.is_some();
+        self.detach(&key, old);
         if was_desired {
             self.charge_if_suppressed(&key);
         }
         if was_desired || self.kernel.contains_key(&key) {
             self.pending.push(key);
+        }
+    }
+
+    /// No longer desires any route (see [`FibState::remove`]).
+    pub fn remove_all(&mut self) {
+        let keys: Vec<RouteKey> = self.desired.keys().copied().collect();
+        for key in keys {
+            self.remove(key);
         }
     }
 
@@ -492,7 +534,10 @@ impl FibState {
 
     /// Our routes as the kernel last reported them.
     pub fn kernel_routes(&self) -> impl Iterator<Item = &Route> {
-        self.kernel.values()
+        self.kernel.iter().filter_map(|(k, v)| match v {
+            InKernel::AsDesired => self.desired.get(k),
+            InKernel::Route(r) => Some(r),
+        })
     }
 
     /// How many routes of ours the kernel holds (as last reported or written).
@@ -551,7 +596,11 @@ impl FibState {
                 }
                 None => self.kernel.get(&key).map(|k| RouteOp::Delete {
                     key,
-                    protocol: k.protocol,
+                    protocol: match k {
+                        InKernel::Route(r) => r.protocol,
+                        // Not reached (a removed desired route detaches its entry); ours.
+                        InKernel::AsDesired => self.config.protocol,
+                    },
                 }),
             };
             let Some(op) = op else {
@@ -601,7 +650,11 @@ impl FibState {
         if restoring {
             return false;
         }
-        let record = self.flaps.get(&key).copied();
+        let record = if self.flaps.is_empty() {
+            None
+        } else {
+            self.flaps.get(&key).copied()
+        };
         if record.is_none() && !self.kernel.contains_key(&key) {
             return false; // a first install
         }
@@ -732,7 +785,12 @@ impl FibState {
                         self.failed.remove(&key);
                     }
                     if self.owned(&route) {
-                        self.kernel.insert(key, route);
+                        let entry = if self.desired.get(&key) == Some(&route) {
+                            InKernel::AsDesired
+                        } else {
+                            InKernel::Route(route)
+                        };
+                        self.kernel.insert(key, entry);
                     }
                 }
                 (RouteOp::Delete { .. }, Ok(())) => {
@@ -842,15 +900,19 @@ impl FibState {
     /// Replaces the kernel view of our routes with a dump of them and queues the writes
     /// that make it match the desired set (deleting stale ones only once converged).
     pub fn load_ours(&mut self, routes: Vec<Route>) {
-        self.kernel = routes.into_iter().map(|r| (r.key(), r)).collect();
+        let kernel: KeyMap<Route> = routes.into_iter().map(|r| (r.key(), r)).collect();
         self.pending.clear();
         self.restoring.clear();
         self.failed.clear();
         self.needs_resync = false;
         let names = self.names.clone();
-        let keys = diff_keys(&self.desired, &self.kernel, self.converged, &|n| {
+        let keys = diff_keys(&self.desired, &kernel, self.converged, &|n| {
             names.get(n).copied()
         });
+        self.kernel = kernel
+            .into_iter()
+            .map(|(k, r)| (k, InKernel::Route(r)))
+            .collect();
         for key in keys {
             self.pending.push(key);
         }
@@ -926,7 +988,7 @@ impl FibState {
         if self.owned(&route) {
             let key = route.key();
             if present {
-                self.kernel.insert(key, route);
+                self.kernel.insert(key, InKernel::Route(route));
             } else {
                 self.kernel.remove(&key);
             }
@@ -1176,6 +1238,51 @@ mod tests {
 
     fn events(st: &mut FibState) -> Vec<FibEvent> {
         std::iter::from_fn(|| st.poll_event()).collect()
+    }
+
+    #[test]
+    fn a_written_route_is_kept_once_and_still_known_after_it_changes_or_goes() {
+        let mut st = FibState::new(StateConfig {
+            damping: None,
+            ..config()
+        });
+        let mut kernel = HashMap::new();
+        let a = via("10.0.0.0/24", "192.0.2.1");
+        let b = via("10.0.0.0/24", "192.0.2.2");
+        st.set(a.clone());
+        assert_eq!(write_all(&mut st, &mut kernel), 1);
+        // Written as desired: held once, reported as the kernel's.
+        assert_eq!(st.kernel.get(&a.key()), Some(&InKernel::AsDesired));
+        assert_eq!(st.kernel_routes().collect::<Vec<_>>(), vec![&a]);
+        // A change detaches the kernel's copy: a flip back before the write costs nothing.
+        st.set(b.clone());
+        assert_eq!(st.kernel_routes().collect::<Vec<_>>(), vec![&a]);
+        st.set(a.clone());
+        assert_eq!(write_all(&mut st, &mut kernel), 0);
+        // A real change is written; a remove is a delete of the route the kernel holds.
+        st.set(b.clone());
+        assert_eq!(write_all(&mut st, &mut kernel), 1);
+        assert_eq!(kernel.get(&b.key()), Some(&b));
+        st.remove(b.key());
+        assert_eq!(st.kernel_routes().collect::<Vec<_>>(), vec![&b]);
+        let ops = st.poll_ops(10);
+        assert_eq!(
+            ops,
+            vec![RouteOp::Delete {
+                key: b.key(),
+                protocol: PROTOCOL_BIRD
+            }]
+        );
+        st.on_results(ops, vec![Ok(())]);
+        assert_eq!(st.kernel_len(), 0);
+        // remove_all deletes everything desired.
+        st.set(a.clone());
+        st.set(via("10.0.1.0/24", "192.0.2.1"));
+        assert_eq!(write_all(&mut st, &mut kernel), 2);
+        st.remove_all();
+        assert_eq!(write_all(&mut st, &mut kernel), 2);
+        assert!(kernel.is_empty());
+        assert_eq!(st.desired_len(), 0);
     }
 
     #[test]
