@@ -38,7 +38,8 @@ use controller::datastore::{Datastore, FileDatastore};
 use controller::{NodeEnv, compute};
 use serde_json::{Value, json};
 use tern_tests::bird16::render_bird;
-use tern_tests::{Daemon, Netns, TempDir, require_binary, require_root, run};
+use tern_tests::lan;
+use tern_tests::{Daemon, Netns, TempDir, require_binary, require_root};
 
 /// Upper bound for a stage to converge (BIRD 1.6 peers can spend an `error wait time` of 5 s
 /// or more after a refused first connection; CI machines are loaded).
@@ -278,10 +279,8 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
-        let lan = Netns::new("e3l");
-        lan.ip(["link", "add", "br0", "type", "bridge"]);
+        let lan = lan::new_lan("e3l");
         lan.ip(["addr", "add", &format!("{ETCD_IP}/24"), "dev", "br0"]);
-        lan.ip(["link", "set", "br0", "up"]);
         Cluster {
             lan,
             nodes: Vec::new(),
@@ -371,103 +370,10 @@ impl Cluster {
     }
 
     fn add_node(&mut self, spec: &'static Spec) {
-        let ns = Netns::new("e3n");
-        ns.exec("sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
-        let port = tern_tests::unique_name("e3p");
-        run(
-            "ip",
-            [
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                ns.name(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                self.lan.name(),
-            ],
-        );
-        self.lan
-            .ip(["link", "set", port.as_str(), "master", "br0", "up"]);
-        ns.ip(["addr", "add", &format!("{}/24", spec.ip), "dev", "eth0"]);
-        ns.ip(["link", "set", "eth0", "up"]);
+        let ns = lan::add_node(&self.lan, "e3n", &format!("{}/24", spec.ip));
         let pod_ns = spec.pod.map(|pod| {
-            let pod_ns = Netns::new("e3w");
-            let cali = format!(
-                "cali{:011x}",
-                0x0c2b_3c4d_5e00_u64 + self.nodes.len() as u64
-            );
-            run(
-                "ip",
-                [
-                    "link",
-                    "add",
-                    "eth0",
-                    "netns",
-                    pod_ns.name(),
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &cali,
-                    "netns",
-                    ns.name(),
-                ],
-            );
-            ns.exec(
-                "sysctl",
-                ["-qw", &format!("net.ipv4.conf.{cali}.proxy_arp=1")],
-            );
-            ns.ip(["link", "set", cali.as_str(), "up"]);
-            ns.ip([
-                "route",
-                "add",
-                &format!("{pod}/32"),
-                "dev",
-                &cali,
-                "scope",
-                "link",
-                "metric",
-                "1024",
-            ]);
-            pod_ns.ip(["addr", "add", &format!("{pod}/32"), "dev", "eth0"]);
-            pod_ns.ip(["link", "set", "eth0", "up"]);
-            pod_ns.ip([
-                "route",
-                "add",
-                "169.254.1.1",
-                "dev",
-                "eth0",
-                "scope",
-                "link",
-            ]);
-            pod_ns.ip([
-                "route",
-                "add",
-                "default",
-                "via",
-                "169.254.1.1",
-                "dev",
-                "eth0",
-            ]);
-            let mac = ns.ip(["-br", "link", "show", cali.as_str()]);
-            let mac = mac.split_whitespace().nth(2).unwrap().to_string();
-            pod_ns.ip([
-                "neigh",
-                "replace",
-                "169.254.1.1",
-                "lladdr",
-                &mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ]);
-            pod_ns
+            let cali = lan::cali_name(0x0c2b_3c4d_5e00, self.nodes.len());
+            lan::add_workload(&ns, "e3w", &cali, pod)
         });
         let dir = self.work.path().join(spec.name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -767,31 +673,7 @@ fn ternd_cluster_on_etcd_mesh_mesh_off_route_reflector_hitless_filter_and_restar
     }
     // The top-of-rack router.
     let tor = Netns::new("e3t");
-    {
-        let port = tern_tests::unique_name("e3p");
-        run(
-            "ip",
-            [
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                tor.name(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                cluster.lan.name(),
-            ],
-        );
-        cluster
-            .lan
-            .ip(["link", "set", port.as_str(), "master", "br0", "up"]);
-        tor.ip(["addr", "add", &format!("{TOR_IP}/24"), "dev", "eth0"]);
-        tor.ip(["link", "set", "eth0", "up"]);
-    }
+    lan::attach_to_lan(&cluster.lan, &tor, &format!("{TOR_IP}/24"));
     let tor_dir = cluster.work.path().join("tor");
     std::fs::create_dir_all(&tor_dir).unwrap();
     std::fs::write(tor_dir.join("tor.json"), tor_config()).unwrap();

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -25,6 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tern_tests::observe::{RouteMonitor, metric, scrape_metrics};
 use tern_tests::{Daemon, Netns, TempDir, require_root, veth, wait_for};
 
 const CRD: &str = "crd.projectcalico.org/v1";
@@ -445,34 +446,6 @@ fn protocols(socket: &Path) -> Option<Vec<String>> {
     )
 }
 
-/// `GET /metrics` from inside `ns`.
-fn metrics(ns: &Netns, addr: &str) -> Option<String> {
-    let addr = addr.to_string();
-    ns.run_in(move || {
-        let mut s = TcpStream::connect(&addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        text.starts_with("HTTP/1.1 200").then_some(text)
-    })
-}
-
-/// The value of `name` (with `label` among its labels, if given) in a metrics text.
-fn metric(text: &str, name: &str, label: Option<&str>) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let (key, value) = l.rsplit_once(' ')?;
-        let bare = key.split('{').next()?;
-        (bare == name && label.is_none_or(|want| key.contains(want)))
-            .then(|| value.parse().ok())
-            .flatten()
-    })
-}
-
 #[test]
 fn ternd_reads_the_kubernetes_datastore() {
     if !require_root("ternd_reads_the_kubernetes_datastore") {
@@ -543,9 +516,8 @@ struct KubeNode {
     name: &'static str,
     ip: &'static str,
     daemon: Daemon,
-    monitor: Daemon,
+    monitor: RouteMonitor,
     socket: PathBuf,
-    monitor_log: PathBuf,
 }
 
 impl KubeNode {
@@ -554,7 +526,7 @@ impl KubeNode {
     }
 
     fn metrics(&self) -> String {
-        metrics(&self.ns, &self.metrics_addr())
+        scrape_metrics(&self.ns, &self.metrics_addr())
             .unwrap_or_else(|| panic!("{}: no /metrics", self.name))
     }
 
@@ -578,17 +550,6 @@ impl KubeNode {
             .lines()
             .map(str::to_string)
             .collect()
-    }
-
-    /// `ip monitor` lines about `prefix`: (deletions, additions).
-    fn monitored(&self, prefix: &str) -> (usize, usize) {
-        let text = std::fs::read_to_string(&self.monitor_log).unwrap_or_default();
-        let about: Vec<&str> = text
-            .lines()
-            .filter(|l| l.split_whitespace().any(|w| w == prefix))
-            .collect();
-        let deleted = about.iter().filter(|l| l.starts_with("Deleted")).count();
-        (deleted, about.len() - deleted)
     }
 
     /// The prefixes in the Loc-RIB learned from `peer`, one entry per path.
@@ -663,13 +624,7 @@ fn kube_watch_loss_keeps_sessions_and_routes_and_resyncs() {
             &server.url(),
             &["--metrics-addr", &metrics],
         );
-        let monitor_log = dir.path().join(format!("{name}-monitor.log"));
-        let mut cmd = ns.command("ip");
-        cmd.args(["monitor", "route"])
-            .stdin(Stdio::null())
-            .stdout(File::create(&monitor_log).unwrap())
-            .stderr(Stdio::null());
-        let monitor = Daemon::spawn(cmd);
+        let monitor = RouteMonitor::start(&ns, &dir.path().join(format!("{name}-monitor.log")));
         KubeNode {
             socket: dir.path().join(format!("{name}.ctl")),
             ns,
@@ -677,7 +632,6 @@ fn kube_watch_loss_keeps_sessions_and_routes_and_resyncs() {
             ip,
             daemon,
             monitor,
-            monitor_log,
         }
     };
     let mut a = start(ns_a, "node-1", A);
@@ -889,19 +843,23 @@ fn kube_watch_loss_keeps_sessions_and_routes_and_resyncs() {
         assert_eq!(table.len(), 4, "{}: {table:?}", n.name);
         for p in [BLOCK_A, BLOCK_B, BLOCK_REPLAYED] {
             assert_eq!(
-                n.monitored(p).0,
+                n.monitor.deletions(p).len(),
                 0,
                 "{}: {p} was deleted from the kernel",
                 n.name
             );
         }
         assert_eq!(
-            n.monitored(BLOCK_GONE).0,
+            n.monitor.deletions(BLOCK_GONE).len(),
             1,
             "{}: {BLOCK_GONE} deletions",
             n.name
         );
-        assert!(n.monitored(BLOCK_NEW).1 >= 1, "{}: {BLOCK_NEW}", n.name);
+        assert!(
+            !n.monitor.additions(BLOCK_NEW).is_empty(),
+            "{}: {BLOCK_NEW}",
+            n.name
+        );
     }
     kept(&a, &b);
     let log = std::fs::read_to_string(dir.path().join("node-1.log")).unwrap();
