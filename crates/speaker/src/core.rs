@@ -55,9 +55,10 @@ pub(crate) enum Request {
     Shutdown(String, oneshot::Sender<()>),
 }
 
-/// Session events queued for the core (all sessions share it; each session task waits when
-/// it is full, which pushes back on that peer's TCP stream only).
-const SESSION_QUEUE: usize = 1024;
+/// Messages of session events queued for the core (all sessions share it; each session task
+/// waits when it is full, which pushes back on that peer's TCP stream only). Each holds up to
+/// [`session::EVENT_BATCH`] events.
+const SESSION_QUEUE: usize = 128;
 /// Events handled before the RIB's output is flushed (larger batches encode fewer UPDATEs).
 const BATCH: usize = 256;
 
@@ -90,8 +91,11 @@ struct PeerSlot {
 
 struct FibGlue {
     handle: FibHandle,
-    /// Our kernel route per RIB prefix.
-    installed: HashMap<Prefix, RouteKey>,
+    /// The key of our kernel route for the RIB prefixes whose route is not at the default
+    /// key ([`default_key`]: main table, NormalRoutePriority), i.e. whose kernel policy set a
+    /// metric. Every other installed prefix is at its default key, so a full table costs no
+    /// entry here (the FIB's desired state already holds each route once).
+    other_keys: HashMap<Prefix, RouteKey>,
     converged: bool,
     task: JoinHandle<()>,
 }
@@ -173,12 +177,17 @@ impl Core {
                     }
                 },
                 t = self.session_rx.recv() => {
+                    let mut handled = 0;
                     if let Some(t) = t {
+                        handled += t.events.len();
                         self.session_event(t);
                     }
-                    for _ in 0..BATCH {
+                    while handled < BATCH {
                         match self.session_rx.try_recv() {
-                            Ok(t) => self.session_event(t),
+                            Ok(t) => {
+                                handled += t.events.len();
+                                self.session_event(t);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -385,9 +394,8 @@ impl Core {
         self.by_id.clear();
         if let Some(f) = self.fib.as_mut() {
             // The new RIB re-installs what is still wanted; the rest must go.
-            for (_, key) in f.installed.drain() {
-                f.handle.remove(key);
-            }
+            f.other_keys.clear();
+            f.handle.remove_all();
         }
         for s in diff::static_routes(&new) {
             self.originate_static(&s);
@@ -456,7 +464,7 @@ impl Core {
         });
         self.fib = Some(FibGlue {
             handle,
-            installed: HashMap::new(),
+            other_keys: HashMap::new(),
             converged: false,
             task,
         });
@@ -578,9 +586,7 @@ impl Core {
             // Kernel routes stay (persist) unless configured otherwise.
             let persist = self.running.as_ref().is_none_or(|c| c.kernel.persist);
             if !persist {
-                for key in f.installed.values() {
-                    f.handle.remove(*key);
-                }
+                f.handle.remove_all();
                 let start = Instant::now();
                 while start.elapsed() < Duration::from_secs(2)
                     && f.handle.inspect(|s| s.pending_len() > 0)
@@ -601,11 +607,17 @@ impl Core {
             return;
         }
         let now = Instant::now();
-        let Some(slot) = self.peers.get_mut(&t.name) else {
+        for event in t.events {
+            self.one_session_event(&t.name, event, now);
+        }
+    }
+
+    fn one_session_event(&mut self, name: &Arc<str>, event: SessionEvent, now: Instant) {
+        let Some(slot) = self.peers.get_mut(name) else {
             return;
         };
         let id = slot.id;
-        match t.event {
+        match event {
             SessionEvent::StateChange { from, to, reason } => {
                 slot.state = to;
                 slot.since = now;
@@ -624,9 +636,9 @@ impl Core {
                 {
                     slot.last_error_code = Some((u8::from(n.code), n.subcode));
                 }
-                tracing::info!(peer = %t.name, %from, %to, %reason, "session state");
+                tracing::info!(peer = %name, %from, %to, %reason, "session state");
                 let _ = self.events.send(Event::PeerState {
-                    name: t.name.to_string(),
+                    name: name.to_string(),
                     from,
                     to,
                     reason: reason.to_string(),
@@ -641,7 +653,7 @@ impl Core {
                 let s = session::rib_session(&n, slot.local_address);
                 slot.negotiated = Some(n);
                 if let Err(e) = self.rib.peer_up(id, s) {
-                    tracing::error!(peer = %t.name, error = %e, "RIB refused the session");
+                    tracing::error!(peer = %name, error = %e, "RIB refused the session");
                 }
             }
             SessionEvent::Down(reason) => {
@@ -670,7 +682,7 @@ impl Core {
             SessionEvent::Received(mut decoded) => {
                 slot.messages_received += 1;
                 for e in &decoded.errors {
-                    tracing::warn!(peer = %t.name, error = %e, "RFC 7606 error in UPDATE");
+                    tracing::warn!(peer = %name, error = %e, "RFC 7606 error in UPDATE");
                 }
                 match &decoded.message {
                     Message::Update(_) => {
@@ -689,7 +701,7 @@ impl Core {
                                 slot.end_of_rib = true;
                             }
                             self.rib.apply_update(id, u);
-                            self.check_prefix_limit(&t.name, now);
+                            self.check_prefix_limit(name, now);
                         }
                     }
                     Message::RouteRefresh(_) => self.rib.route_refresh(id),
@@ -697,11 +709,11 @@ impl Core {
                 }
             }
             SessionEvent::SendFailed(why) => {
-                tracing::warn!(peer = %t.name, %why, "UPDATE could not be encoded");
+                tracing::warn!(peer = %name, %why, "UPDATE could not be encoded");
                 slot.last_error = Some(why);
             }
             SessionEvent::CollisionResolved { kept } => {
-                tracing::debug!(peer = %t.name, ?kept, "connection collision resolved");
+                tracing::debug!(peer = %name, ?kept, "connection collision resolved");
             }
         }
     }
@@ -859,7 +871,19 @@ impl Core {
                     }
                     let route = kernel_route(c, &r);
                     let key = route.key();
-                    if let Some(old) = fib.installed.insert(r.prefix, key)
+                    let default = default_key(c, r.prefix);
+                    let old = if key == default {
+                        if fib.other_keys.is_empty() {
+                            None
+                        } else {
+                            fib.other_keys.remove(&r.prefix)
+                        }
+                    } else {
+                        // Before it: at the default key, unless recorded otherwise (a
+                        // remove of a key not desired is a no-op in the FIB).
+                        Some(fib.other_keys.insert(r.prefix, key).unwrap_or(default))
+                    };
+                    if let Some(old) = old
                         && old != key
                     {
                         fib.handle.remove(old);
@@ -880,9 +904,13 @@ impl Core {
                             from: None,
                         });
                     }
-                    if let Some(key) = fib.installed.remove(&p) {
-                        self.fib_operations += 1;
-                        fib.handle.remove(key);
+                    let key = fib
+                        .other_keys
+                        .remove(&p)
+                        .unwrap_or_else(|| default_key(c, p));
+                    self.fib_operations += 1;
+                    fib.handle.remove(key);
+                    if self.events.receiver_count() > 0 {
                         let _ = self.events.send(Event::KernelRoute {
                             prefix: key.prefix,
                             installed: false,
@@ -1035,7 +1063,7 @@ impl Core {
             rib_paths: paths,
             rib_attribute_sets: self.rib.attribute_sets(),
             fib: self.fib.as_ref().map(|f| FibStats {
-                installed: f.installed.len(),
+                installed: f.handle.inspect(|s| s.desired_len()),
                 operations: self.fib_operations,
                 errors: self.fib_errors,
             }),
@@ -1297,6 +1325,23 @@ fn kernel_route(c: &DesiredConfig, r: &rib::FibRoute) -> Route {
         .with_protocol(c.kernel.route_protocol)
         .with_metric(r.metric.unwrap_or(default_metric));
     route
+}
+
+/// The key of the kernel route for `prefix` when the kernel policy sets no metric (what
+/// [`kernel_route`] builds then).
+fn default_key(c: &DesiredConfig, prefix: Prefix) -> RouteKey {
+    let net = prefix_net(prefix);
+    let metric = if net.addr().is_ipv4() {
+        c.kernel.normal_route_priority.ipv4
+    } else {
+        c.kernel.normal_route_priority.ipv6
+    };
+    RouteKey {
+        table: fib_netlink::route::TABLE_MAIN,
+        prefix: net,
+        metric,
+    }
+    .normalized()
 }
 
 fn prefix_net(p: Prefix) -> IpNet {

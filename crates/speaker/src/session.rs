@@ -27,6 +27,9 @@ use tracing::Instrument;
 pub const DATA_QUEUE: usize = 1024;
 /// Control commands queued per peer.
 const CONTROL_QUEUE: usize = 16;
+/// Session events handed to the core in one message at most: what the driver has ready
+/// goes in one channel send (and at most one wake-up of the core) instead of one each.
+pub const EVENT_BATCH: usize = 32;
 
 /// What the core tells a session task.
 #[derive(Debug)]
@@ -39,15 +42,15 @@ pub enum Control {
     Shutdown(CeaseSubcode, String),
 }
 
-/// A session event tagged with the session it belongs to.
+/// Session events, in order, tagged with the session they belong to.
 #[derive(Debug)]
 pub struct Tagged {
     /// The peer's name.
     pub name: Arc<str>,
     /// Generation of the session task (events of a replaced task are ignored).
     pub generation: u64,
-    /// The event.
-    pub event: SessionEvent,
+    /// The events (1 to [`EVENT_BATCH`]).
+    pub events: Vec<SessionEvent>,
 }
 
 /// The core's handle to one session task.
@@ -209,7 +212,14 @@ async fn bridge(
             },
             ev = peer.events.recv(), if events_open => match ev {
                 Some(event) => {
-                    let t = Tagged { name: name.clone(), generation, event };
+                    let mut events = vec![event];
+                    while events.len() < EVENT_BATCH {
+                        match peer.events.try_recv() {
+                            Ok(e) => events.push(e),
+                            Err(_) => break,
+                        }
+                    }
+                    let t = Tagged { name: name.clone(), generation, events };
                     if to_core.send(t).await.is_err() {
                         break None;
                     }
