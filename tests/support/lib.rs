@@ -81,6 +81,40 @@ pub fn require_binary(test: &str, name: &str) -> Option<PathBuf> {
     }
 }
 
+/// A binary of this workspace for a test: `$ENV_OVERRIDE` if set, else `BIN` next to the
+/// test executable (cargo's target profile folder), built with `cargo build -p PACKAGE --bin
+/// BIN` when missing. Skips loudly when it cannot be had (fails in CI).
+pub fn workspace_binary(
+    test: &str,
+    package: &str,
+    bin: &str,
+    env_override: &str,
+) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env_override) {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join(bin);
+    if !path.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let _ = Command::new(cargo)
+            .args(["build", "-p", package, "--bin", bin])
+            .status();
+    }
+    if path.is_file() {
+        Some(path)
+    } else {
+        missing(
+            test,
+            &format!(
+                "the {bin} binary ({}; cargo build -p {package})",
+                path.display()
+            ),
+        );
+        None
+    }
+}
+
 /// Where `./test.sh` unpacks BIRD 2 (it conflicts with BIRD 1.6 in apt).
 /// Returns the `bird` binary and the library directory for `LD_LIBRARY_PATH`.
 pub fn bird2_paths() -> Option<(PathBuf, PathBuf)> {

@@ -2,6 +2,7 @@
 //! namespace (`ip monitor route`, so a route deleted and put back between two reads is still
 //! seen) and a Prometheus `/metrics` endpoint inside a namespace.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -65,6 +66,28 @@ impl RouteMonitor {
     }
 }
 
+/// Parses `ip route show proto bird` into prefix → `blackhole`, `via GATEWAY`, or the whole
+/// line for any other shape.
+pub fn kernel_routes(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["blackhole", prefix, ..] => {
+                out.insert(prefix.to_string(), "blackhole".to_string());
+            }
+            [prefix, "via", gw, ..] => {
+                out.insert(prefix.to_string(), format!("via {gw}"));
+            }
+            [prefix, ..] => {
+                out.insert(prefix.to_string(), line.to_string());
+            }
+            [] => {}
+        }
+    }
+    out
+}
+
 /// `GET /metrics` from `addr` (`ip:port`) inside `ns`; `None` unless it answers 200.
 pub fn scrape_metrics(ns: &Netns, addr: &str) -> Option<String> {
     let addr = addr.to_string();
@@ -99,6 +122,16 @@ pub fn metric(text: &str, name: &str, label: Option<&str>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_routes_reads_blackholes_and_gateways() {
+        let r = kernel_routes(
+            "blackhole 10.244.1.0/26 proto bird \n10.244.2.0/26 via 10.77.0.12 dev eth0 proto bird \n",
+        );
+        assert_eq!(r["10.244.1.0/26"], "blackhole");
+        assert_eq!(r["10.244.2.0/26"], "via 10.77.0.12");
+        assert_eq!(r.len(), 2);
+    }
 
     #[test]
     fn metric_finds_a_sample_by_name_and_label() {

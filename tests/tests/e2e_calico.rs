@@ -30,6 +30,7 @@ use controller::datastore::{Datastore, FileDatastore};
 use controller::{NodeEnv, compute};
 use tern_tests::bird16::render_bird;
 use tern_tests::lan;
+use tern_tests::observe::kernel_routes;
 use tern_tests::{Daemon, Netns, TempDir, require_binary, require_root, run};
 
 /// How long a stage may take to converge (BIRD: connect delay 2 s, kernel scan 2 s; a
@@ -255,27 +256,6 @@ impl Cluster {
 
 // ===== route checks =====
 
-/// Parses `ip route show proto bird` into prefix → rest of the line ("blackhole" or "via X").
-fn bird_routes(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["blackhole", prefix, ..] => {
-                out.insert(prefix.to_string(), "blackhole".to_string());
-            }
-            [prefix, "via", gw, ..] => {
-                out.insert(prefix.to_string(), format!("via {gw}"));
-            }
-            [prefix, ..] => {
-                out.insert(prefix.to_string(), line.to_string());
-            }
-            [] => {}
-        }
-    }
-    out
-}
-
 /// What node `me` should hold: its own block blackholed and, when `remote` is true, every
 /// other node's block via that node — and nothing else (no workload /32 from anywhere).
 fn expected_routes(me: &NodeSpec, remote: bool) -> BTreeMap<String, String> {
@@ -298,7 +278,7 @@ fn wait_routes(cluster: &Cluster, stage: &str, remote: bool) {
         let start = Instant::now();
         loop {
             let have = node.routes();
-            if bird_routes(&have) == want {
+            if kernel_routes(&have) == want {
                 break;
             }
             if start.elapsed() > CONVERGE {
@@ -367,7 +347,7 @@ fn bird_fleet_from_tern_controller_mesh_then_mesh_off_then_route_reflector() {
     cluster.apply_stage("route-reflector.yaml", "50-route-reflector.yaml");
     cluster.sync_birds();
     wait_routes(&cluster, "stage 3 (route reflector)", true);
-    let rr_routes = bird_routes(&cluster.node("rr-1").routes());
+    let rr_routes = kernel_routes(&cluster.node("rr-1").routes());
     for node in &NODES {
         assert_eq!(
             rr_routes.get(node.block.unwrap()).map(String::as_str),

@@ -9,11 +9,13 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tern_tests::observe::{RouteMonitor, metric, scrape_metrics};
-use tern_tests::{Daemon, Netns, TempDir, in_ci, require_binary, require_root, veth, wait_for};
+use tern_tests::{
+    Daemon, Netns, TempDir, require_binary, require_root, veth, wait_for, workspace_binary,
+};
 
 const A: &str = "10.82.0.1";
 const B: &str = "10.82.0.2";
@@ -23,27 +25,7 @@ const BLOCK_B: &str = "10.244.2.0/26";
 /// The `ternd` binary: `TERND` if set, else the one cargo built next to this test (built
 /// on demand when missing).
 fn ternd_binary(test: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("TERND") {
-        return Some(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("ternd");
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let _ = Command::new(cargo)
-            .args(["build", "-p", "tern", "--bin", "ternd"])
-            .status();
-    }
-    if bin.is_file() {
-        Some(bin)
-    } else {
-        let what = format!("the ternd binary ({})", bin.display());
-        if in_ci() {
-            panic!("{test}: {what} is missing, and CI=true forbids skipping");
-        }
-        eprintln!("\n*** SKIPPED {test}: {what} is missing (cargo build -p tern) ***\n");
-        None
-    }
+    workspace_binary(test, "tern", "ternd", "TERND")
 }
 
 /// A plain-speaker config: iBGP to the other node, one blackhole block.

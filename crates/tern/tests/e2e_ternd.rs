@@ -39,6 +39,7 @@ use controller::{NodeEnv, compute};
 use serde_json::{Value, json};
 use tern_tests::bird16::render_bird;
 use tern_tests::lan;
+use tern_tests::observe::kernel_routes;
 use tern_tests::{Daemon, Netns, TempDir, require_binary, require_root};
 
 /// Upper bound for a stage to converge (BIRD 1.6 peers can spend an `error wait time` of 5 s
@@ -529,26 +530,6 @@ fn rib(socket: &Path) -> BTreeMap<String, String> {
 
 // ===== route checks =====
 
-fn bird_routes(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["blackhole", prefix, ..] => {
-                out.insert(prefix.to_string(), "blackhole".to_string());
-            }
-            [prefix, "via", gw, ..] => {
-                out.insert(prefix.to_string(), format!("via {gw}"));
-            }
-            [prefix, ..] => {
-                out.insert(prefix.to_string(), line.to_string());
-            }
-            [] => {}
-        }
-    }
-    out
-}
-
 fn expected(me: &Spec, remote: bool) -> BTreeMap<String, String> {
     let mut want = BTreeMap::new();
     for other in &NODES {
@@ -568,7 +549,7 @@ fn wait_routes(cluster: &Cluster, stage: &str, remote: bool) {
         let start = Instant::now();
         loop {
             let have = node.routes();
-            if bird_routes(&have) == want {
+            if kernel_routes(&have) == want {
                 break;
             }
             if start.elapsed() > CONVERGE {
@@ -767,7 +748,7 @@ fn ternd_cluster_on_etcd_mesh_mesh_off_route_reflector_hitless_filter_and_restar
     std::thread::sleep(Duration::from_secs(2));
     for node in cluster.nodes.iter_mut() {
         assert_eq!(
-            bird_routes(&node.routes()),
+            kernel_routes(&node.routes()),
             expected(node.spec, false),
             "{}: routes changed without the datastore",
             node.spec.name
@@ -854,8 +835,8 @@ fn ternd_cluster_on_etcd_mesh_mesh_off_route_reflector_hitless_filter_and_restar
     );
     let routes_dead = cluster.node("node-2").routes();
     assert_eq!(
-        bird_routes(&routes_dead),
-        bird_routes(&routes_before),
+        kernel_routes(&routes_dead),
+        kernel_routes(&routes_before),
         "node-2's kernel routes changed while ternd was dead"
     );
     cluster.start("node-2", ternd, &[]);
@@ -945,7 +926,7 @@ fn mixed_fleet_with_bird_node_and_bird_route_reflector() {
     cluster.sync_bird("node-3", &bird, &birdc);
     cluster.sync_bird("rr-1", &bird, &birdc);
     wait_routes(&cluster, "mixed fleet, BIRD route reflector", true);
-    let rr = bird_routes(&cluster.node("rr-1").routes());
+    let rr = kernel_routes(&cluster.node("rr-1").routes());
     for n in &NODES {
         assert_eq!(
             rr.get(n.block.unwrap()),
