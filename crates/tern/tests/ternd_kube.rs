@@ -823,6 +823,21 @@ fn kube_watch_loss_keeps_sessions_and_routes_and_resyncs() {
     for form in ["410 status", "410 event"] {
         assert!(seen.iter().any(|r| r.answer == form), "no {form} sent");
     }
+    // A 410 re-lists that one collection, not the whole datastore: once the first 410
+    // came, there is exactly one list per 410.
+    for client in [ip_a, ip_b] {
+        let mine: Vec<&Seen> = seen[seen_before..]
+            .iter()
+            .filter(|r| r.client == client)
+            .skip_while(|r| !r.answer.starts_with("410"))
+            .collect();
+        let gone = mine.iter().filter(|r| r.answer.starts_with("410")).count();
+        let lists = mine.iter().filter(|r| r.answer == "list").count();
+        assert_eq!(
+            lists, gone,
+            "{client}: {lists} lists for {gone} 410s: {mine:#?}"
+        );
+    }
 
     // Exactly once: each block one kernel route on each node and one path in node-1's
     // table from node-2; the deleted block deleted once; nothing else deleted, ever.
