@@ -117,15 +117,17 @@ fn attributes(n: u32) -> PathAttributes {
         ])),
         next_hop: Some(Ipv4Addr::new(10, 99, 0, 1)),
         med: Some(n % 100),
-        communities: vec![
+        communities: [
             Community::new(65001, (n % 65000) as u16),
             Community::NO_EXPORT,
-        ],
-        large_communities: vec![LargeCommunity {
+        ]
+        .into(),
+        large_communities: [LargeCommunity {
             global_admin: 4_200_000_001,
             local_data_1: n,
             local_data_2: 7,
-        }],
+        }]
+        .into(),
         ..PathAttributes::default()
     }
 }

@@ -19,6 +19,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::iana::SegmentType;
 use crate::nlri::{Family, Nlri};
@@ -87,7 +88,7 @@ pub struct PathAttributes {
     /// AGGREGATOR (type 7, optional transitive), always with a 4-octet AS.
     pub aggregator: Option<Aggregator>,
     /// COMMUNITIES (type 8, RFC 1997), in received order.
-    pub communities: Vec<Community>,
+    pub communities: InlineVec<Community, 4>,
     /// ORIGINATOR_ID (type 9, RFC 4456 §8).
     pub originator_id: Option<Ipv4Addr>,
     /// CLUSTER_LIST (type 10, RFC 4456 §8).
@@ -95,7 +96,7 @@ pub struct PathAttributes {
     /// EXTENDED_COMMUNITIES (type 16, RFC 4360).
     pub extended_communities: Vec<ExtendedCommunity>,
     /// LARGE_COMMUNITY (type 32, RFC 8092).
-    pub large_communities: Vec<LargeCommunity>,
+    pub large_communities: InlineVec<LargeCommunity, 2>,
     /// Only to Customer (type 35, RFC 9234 §5): an AS number.
     pub otc: Option<u32>,
     /// Unrecognised optional transitive attributes, in received order (RFC 4271 §5: passed
@@ -129,7 +130,7 @@ pub struct RawAttribute {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AsPath {
     /// Segments in wire order (leftmost = most recently traversed).
-    pub segments: Vec<AsSegment>,
+    pub segments: InlineVec<AsSegment, 1>,
 }
 
 /// One AS_PATH segment. On the wire a segment holds 1..=255 AS numbers; the encoder splits
@@ -139,7 +140,7 @@ pub struct AsSegment {
     /// AS_SET, AS_SEQUENCE, AS_CONFED_SEQUENCE or AS_CONFED_SET.
     pub kind: SegmentType,
     /// AS numbers (4-octet).
-    pub asns: Vec<u32>,
+    pub asns: InlineVec<u32, 6>,
 }
 
 impl AsPath {
@@ -149,10 +150,10 @@ impl AsPath {
             return Self::default();
         }
         Self {
-            segments: vec![AsSegment {
+            segments: InlineVec::from([AsSegment {
                 kind: SegmentType::AsSequence,
-                asns: asns.to_vec(),
-            }],
+                asns: InlineVec::from(asns),
+            }]),
         }
     }
 
@@ -192,7 +193,7 @@ impl AsPath {
                 0,
                 AsSegment {
                     kind: SegmentType::AsSequence,
-                    asns: vec![asn],
+                    asns: InlineVec::from([asn]),
                 },
             ),
         }
@@ -475,4 +476,205 @@ pub struct MpUnreach {
     pub family: Family,
     /// Withdrawn destinations.
     pub withdrawn: Vec<Nlri>,
+}
+
+/// A list that keeps up to `N` items inline and spills to the heap beyond: the attribute
+/// lists of a usual route (a few AS numbers and communities) then cost no allocation when an
+/// UPDATE is decoded or an attribute set is copied.
+///
+/// It dereferences to a slice and has the `Vec` methods the crate's users need; it compares
+/// equal to a `Vec`, slice or array with the same items, and converts from them with `into()`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InlineVec<T, const N: usize>(SmallVec<[T; N]>);
+
+impl<T, const N: usize> InlineVec<T, N> {
+    /// An empty list (no allocation).
+    pub fn new() -> Self {
+        Self(SmallVec::new())
+    }
+
+    /// An empty list with room for `n` items (allocates only beyond `N`).
+    pub fn with_capacity(n: usize) -> Self {
+        Self(SmallVec::with_capacity(n))
+    }
+
+    /// The items.
+    pub fn as_slice(&self) -> &[T] {
+        &self.0
+    }
+
+    /// Appends an item.
+    pub fn push(&mut self, item: T) {
+        self.0.push(item);
+    }
+
+    /// Removes the last item.
+    pub fn pop(&mut self) -> Option<T> {
+        self.0.pop()
+    }
+
+    /// Inserts an item at `index` (≤ len, as for `Vec::insert`).
+    pub fn insert(&mut self, index: usize, item: T) {
+        self.0.insert(index, item);
+    }
+
+    /// Removes the item at `index` (< len, as for `Vec::remove`).
+    pub fn remove(&mut self, index: usize) -> T {
+        self.0.remove(index)
+    }
+
+    /// Keeps the items for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.0.retain(|x| keep(x));
+    }
+
+    /// Removes every item.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Keeps the first `len` items.
+    pub fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
+
+    /// Makes room for `n` more items.
+    pub fn reserve(&mut self, n: usize) {
+        self.0.reserve(n);
+    }
+
+    /// Removes and yields the items in `range`.
+    pub fn drain<R: std::ops::RangeBounds<usize>>(
+        &mut self,
+        range: R,
+    ) -> impl Iterator<Item = T> + '_ {
+        self.0.drain(range)
+    }
+
+    /// The items as a `Vec`.
+    pub fn into_vec(self) -> Vec<T> {
+        self.0.into_vec()
+    }
+}
+
+impl<T: Clone, const N: usize> InlineVec<T, N> {
+    /// Appends clones of `items`.
+    pub fn extend_from_slice(&mut self, items: &[T]) {
+        self.0.extend(items.iter().cloned());
+    }
+}
+
+impl<T, const N: usize> Default for InlineVec<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, const N: usize> std::ops::Deref for InlineVec<T, N> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T, const N: usize> std::ops::DerefMut for InlineVec<T, N> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.0
+    }
+}
+
+impl<T: fmt::Debug, const N: usize> fmt::Debug for InlineVec<T, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<T, const N: usize> From<Vec<T>> for InlineVec<T, N> {
+    fn from(v: Vec<T>) -> Self {
+        Self(SmallVec::from_vec(v))
+    }
+}
+
+impl<T: Clone, const N: usize> From<&[T]> for InlineVec<T, N> {
+    fn from(v: &[T]) -> Self {
+        Self(v.iter().cloned().collect())
+    }
+}
+
+impl<T, const N: usize, const M: usize> From<[T; M]> for InlineVec<T, N> {
+    fn from(v: [T; M]) -> Self {
+        Self(v.into_iter().collect())
+    }
+}
+
+impl<T, const N: usize> From<InlineVec<T, N>> for Vec<T> {
+    fn from(v: InlineVec<T, N>) -> Self {
+        v.0.into_vec()
+    }
+}
+
+impl<T, const N: usize> FromIterator<T> for InlineVec<T, N> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl<T, const N: usize> Extend<T> for InlineVec<T, N> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+impl<'a, T: Copy + 'a, const N: usize> Extend<&'a T> for InlineVec<T, N> {
+    fn extend<I: IntoIterator<Item = &'a T>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().copied());
+    }
+}
+
+impl<T, const N: usize> IntoIterator for InlineVec<T, N> {
+    type Item = T;
+    type IntoIter = smallvec::IntoIter<[T; N]>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, T, const N: usize> IntoIterator for &'a InlineVec<T, N> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<'a, T, const N: usize> IntoIterator for &'a mut InlineVec<T, N> {
+    type Item = &'a mut T;
+    type IntoIter = std::slice::IterMut<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter_mut()
+    }
+}
+
+impl<T: PartialEq, const N: usize> PartialEq<Vec<T>> for InlineVec<T, N> {
+    fn eq(&self, other: &Vec<T>) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl<T: PartialEq, const N: usize> PartialEq<[T]> for InlineVec<T, N> {
+    fn eq(&self, other: &[T]) -> bool {
+        self[..] == *other
+    }
+}
+
+impl<T: PartialEq, const N: usize> PartialEq<&[T]> for InlineVec<T, N> {
+    fn eq(&self, other: &&[T]) -> bool {
+        self[..] == **other
+    }
+}
+
+impl<T: PartialEq, const N: usize, const M: usize> PartialEq<[T; M]> for InlineVec<T, N> {
+    fn eq(&self, other: &[T; M]) -> bool {
+        self[..] == other[..]
+    }
 }

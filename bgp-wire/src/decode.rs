@@ -15,8 +15,8 @@ use nom::number::complete::{be_u8, be_u16, be_u32};
 use nom::{IResult, Parser};
 
 use crate::attribute::{
-    Aggregator, AsPath, AsSegment, Community, ExtendedCommunity, LargeCommunity, MpReach,
-    MpUnreach, NextHop, PathAttributes, RawAttribute, flags, is_confed,
+    Aggregator, AsPath, AsSegment, Community, ExtendedCommunity, InlineVec, LargeCommunity,
+    MpReach, MpUnreach, NextHop, PathAttributes, RawAttribute, flags, is_confed,
 };
 use crate::capability::{
     AddPathFamily, Capability, ExtendedNextHop, GracefulRestart, GracefulRestartFamily, LlgrFamily,
@@ -864,7 +864,7 @@ fn decode_known(
 /// AS_PATH/AS4_PATH segments; `None` when malformed (RFC 7606 §7.2: overrun, zero-length or
 /// unknown segment type).
 fn decode_as_path(mut v: &[u8], asn_len: usize) -> Option<AsPath> {
-    let mut segments = Vec::new();
+    let mut segments = InlineVec::new();
     while !v.is_empty() {
         let (r, (kind, count)) = (be_u8::<_, ()>, be_u8).parse(v).ok()?;
         let kind = SegmentType::from(kind);
@@ -1027,12 +1027,12 @@ fn merge_as4(ctx: &DecodeContext, st: &mut AttrState) {
                 keep -= take;
                 merged.push(AsSegment {
                     kind: seg.kind,
-                    asns: seg.asns[..take].to_vec(),
+                    asns: seg.asns[..take].into(),
                 });
             }
             _ => {}
         }
     }
     merged.extend(as4.segments);
-    path.segments = merged;
+    path.segments = merged.into();
 }

@@ -64,8 +64,8 @@ pub mod prefix;
 pub mod session;
 
 pub use attribute::{
-    Aggregator, AsPath, AsSegment, Community, ExtendedCommunity, LargeCommunity, MpReach,
-    MpUnreach, NextHop, PathAttributes, RawAttribute,
+    Aggregator, AsPath, AsSegment, Community, ExtendedCommunity, InlineVec, LargeCommunity,
+    MpReach, MpUnreach, NextHop, PathAttributes, RawAttribute,
 };
 pub use capability::{
     AddPathFamily, Capability, ExtendedNextHop, GracefulRestart, GracefulRestartFamily, LlgrFamily,

@@ -296,12 +296,13 @@ mod tests {
             origin: Some(crate::Origin::Igp),
             as_path: Some(AsPath::from_sequence(&[65001, 65002])),
             next_hop: Some(Ipv4Addr::new(192, 0, 2, 1)),
-            communities: vec![Community::new(65001, 7)],
+            communities: vec![Community::new(65001, 7)].into(),
             large_communities: vec![LargeCommunity {
                 global_admin: 1,
                 local_data_1: 2,
                 local_data_2: 3,
-            }],
+            }]
+            .into(),
             ..PathAttributes::default()
         }
     }

@@ -58,7 +58,7 @@ fn unicast_v4() -> impl Strategy<Value = Ipv4Addr> {
 fn segment(kinds: &'static [u8], max_as: u32) -> impl Strategy<Value = AsSegment> {
     (proptest::sample::select(kinds), vec(0..=max_as, 1..6)).prop_map(|(k, asns)| AsSegment {
         kind: SegmentType::from(k),
-        asns,
+        asns: asns.into(),
     })
 }
 
@@ -71,7 +71,7 @@ fn as_path() -> impl Strategy<Value = AsPath> {
     )
         .prop_map(|(mut c, s)| {
             c.extend(s);
-            AsPath { segments: c }
+            AsPath { segments: c.into() }
         })
 }
 
@@ -148,11 +148,11 @@ fn attributes() -> impl Strategy<Value = PathAttributes> {
                 local_pref,
                 atomic_aggregate: atomic,
                 aggregator,
-                communities,
+                communities: communities.into(),
                 originator_id,
                 cluster_list,
                 extended_communities,
-                large_communities,
+                large_communities: large_communities.into(),
                 otc,
                 unknown,
             }

@@ -272,12 +272,13 @@ fn update_with_ipv4_and_ipv6_in_one_message() {
         global: "2001:db8::1".parse().unwrap(),
         link_local: Some("fe80::1".parse().unwrap()),
     });
-    u.attributes.communities = vec![Community::new(64512, 100), Community::NO_EXPORT];
+    u.attributes.communities = vec![Community::new(64512, 100), Community::NO_EXPORT].into();
     u.attributes.large_communities = vec![LargeCommunity {
         global_admin: 64512,
         local_data_1: 1,
         local_data_2: 2,
-    }];
+    }]
+    .into();
     let wire = encode(&Message::Update(u.clone()));
     let d = Message::decode(wire, &DecodeContext::default()).unwrap();
     assert!(d.errors.is_empty());
@@ -326,7 +327,7 @@ fn packer_fills_messages_to_the_limit() {
         assert_eq!(n, prefixes.len().div_ceil((max - 23) / 4), "max {max}");
     }
     // An attribute set too big for one message is an error, not a panic.
-    attrs.communities = vec![Community(1); 1100];
+    attrs.communities = vec![Community(1); 1100].into();
     let mut out = BytesMut::new();
     let e = UpdatePacker::new(EncodeContext::default())
         .announce(&attrs, &prefixes, &mut out)

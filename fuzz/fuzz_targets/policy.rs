@@ -50,10 +50,12 @@ fn attrs(u: &mut Unstructured<'_>, prefix: &Prefix) -> Result<RouteAttrs> {
             }
             segments.push(AsSegment {
                 kind: bgp_wire::SegmentType::from(u.int_in_range(1u8..=5)?),
-                asns,
+                asns: asns.into(),
             });
         }
-        bgp.as_path = Some(AsPath { segments });
+        bgp.as_path = Some(AsPath {
+            segments: segments.into(),
+        });
     }
     match prefix {
         Prefix::V4 { .. } if u.arbitrary()? => {

@@ -68,7 +68,7 @@ fn as_path_length_counts_sets_once_and_confederations_not_at_all() {
     let mut set = attrs(&[65001], "10.0.0.2");
     set.as_path.as_mut().unwrap().segments.push(AsSegment {
         kind: SegmentType::AsSet,
-        asns: vec![1, 2, 3],
+        asns: vec![1, 2, 3].into(),
     });
     rib.announce(a, set, &[nl("10.1.0.0/16")]);
     rib.announce(
@@ -83,7 +83,7 @@ fn as_path_length_counts_sets_once_and_confederations_not_at_all() {
         0,
         AsSegment {
             kind: SegmentType::ConfedSequence,
-            asns: vec![7, 8, 9],
+            asns: vec![7, 8, 9].into(),
         },
     );
     rib.announce(a, confed, &[nl("10.2.0.0/16")]);
@@ -555,10 +555,10 @@ fn well_known_communities_limit_export() {
     let i = up(&mut rib, "10.0.2.1", 64512, plain);
     rib.poll_updates();
     let mut noexp = attrs(&[65001], "10.0.0.2");
-    noexp.communities = vec![Community::NO_EXPORT];
+    noexp.communities = vec![Community::NO_EXPORT].into();
     rib.announce(a, noexp, &[nl("10.1.0.0/16")]);
     let mut noadv = attrs(&[65001], "10.0.0.2");
-    noadv.communities = vec![Community::NO_ADVERTISE];
+    noadv.communities = vec![Community::NO_ADVERTISE].into();
     rib.announce(a, noadv, &[nl("10.2.0.0/16")]);
     let outs = rib.poll_updates();
     assert!(view(&outs, e).is_empty());
@@ -809,7 +809,7 @@ fn long_lived_graceful_restart() {
         &[nl("10.1.0.0/16"), nl("10.2.0.0/16")],
     );
     let mut no_llgr = attrs(&[65001], "10.0.0.2");
-    no_llgr.communities = vec![Community::NO_LLGR];
+    no_llgr.communities = vec![Community::NO_LLGR].into();
     rib.announce(a, no_llgr, &[nl("10.3.0.0/16")]);
     rib.announce(b, attrs(&[65002, 65009], "10.0.0.3"), &[nl("10.1.0.0/16")]);
     assert_eq!(best_peer(&rib, "10.1.0.0/16"), Some(a));

@@ -13,27 +13,32 @@ pub fn new_lan(prefix: &str) -> Netns {
     lan
 }
 
-/// Puts `ns` on the LAN: its `eth0`, addressed `cidr` (`10.77.0.11/24`), is a veth whose
-/// other end is a port of `lan`'s `br0`.
-pub fn attach_to_lan(lan: &Netns, ns: &Netns, cidr: &str) {
-    let port = unique_name("lp");
+/// A veth pair: `name_a` in `a`, `name_b` in `b`, both down and unaddressed.
+fn veth_named(a: &Netns, name_a: &str, b: &Netns, name_b: &str) {
     run(
         "ip",
         [
             "link",
             "add",
-            "eth0",
+            name_a,
             "netns",
-            ns.name(),
+            a.name(),
             "type",
             "veth",
             "peer",
             "name",
-            &port,
+            name_b,
             "netns",
-            lan.name(),
+            b.name(),
         ],
     );
+}
+
+/// Puts `ns` on the LAN: its `eth0`, addressed `cidr` (`10.77.0.11/24`), is a veth whose
+/// other end is a port of `lan`'s `br0`.
+pub fn attach_to_lan(lan: &Netns, ns: &Netns, cidr: &str) {
+    let port = unique_name("lp");
+    veth_named(ns, "eth0", lan, &port);
     lan.ip(["link", "set", port.as_str(), "master", "br0", "up"]);
     ns.ip(["addr", "add", cidr, "dev", "eth0"]);
     ns.ip(["link", "set", "eth0", "up"]);
@@ -59,23 +64,7 @@ pub fn cali_name(base: u64, index: usize) -> String {
 /// veth `cali` as Felix wires a pod.
 pub fn add_workload(node: &Netns, prefix: &str, cali: &str, pod: &str) -> Netns {
     let pod_ns = Netns::new(prefix);
-    run(
-        "ip",
-        [
-            "link",
-            "add",
-            "eth0",
-            "netns",
-            pod_ns.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            cali,
-            "netns",
-            node.name(),
-        ],
-    );
+    veth_named(&pod_ns, "eth0", node, cali);
     node.exec(
         "sysctl",
         ["-qw", &format!("net.ipv4.conf.{cali}.proxy_arp=1")],

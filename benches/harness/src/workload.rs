@@ -63,15 +63,16 @@ pub fn attributes(k: u32, sender_as: Option<u32>, next_hop: Ipv4Addr) -> PathAtt
         next_hop: Some(next_hop),
         med: k.is_multiple_of(4).then_some(k),
         local_pref: sender_as.is_none().then_some(100),
-        communities,
+        communities: communities.into(),
         large_communities: if k.is_multiple_of(3) {
             vec![LargeCommunity {
                 global_admin: 65_000,
                 local_data_1: k,
                 local_data_2: 1,
             }]
+            .into()
         } else {
-            Vec::new()
+            Vec::new().into()
         },
         ..PathAttributes::default()
     }

@@ -309,7 +309,7 @@ fn as_path(p: &AsPath) -> Value {
         .map(|s| {
             json!({
                 "type": s.kind.name().map_or_else(|| format!("unknown({})", u8::from(s.kind)), str::to_owned),
-                "asns": s.asns,
+                "asns": s.asns.as_slice(),
             })
         })
         .collect()
