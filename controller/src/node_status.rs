@@ -22,8 +22,6 @@
 //!   just read (everything else kept as it is); a `409 Conflict` reads and tries again.
 
 use std::path::{Path, PathBuf};
-#[cfg(feature = "remote")]
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -431,16 +429,21 @@ pub struct EtcdStatusStore {
 
 #[cfg(feature = "remote")]
 impl EtcdStatusStore {
-    /// Connect to `endpoints` (`http://host:port`, as in `ETCD_ENDPOINTS`).
+    /// Connect to plain `endpoints` (`http://host:port`, as in `ETCD_ENDPOINTS`).
     pub async fn connect(endpoints: Vec<String>) -> Result<EtcdStatusStore, StatusError> {
-        let what = format!("etcd {}", endpoints.join(","));
-        let opts = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(10));
-        let client = etcd_client::Client::connect(endpoints, Some(opts))
-            .await
-            .map_err(|e| remote(&what, e))?;
-        Ok(EtcdStatusStore { client, what })
+        Self::connect_with(&crate::datastore::etcd::EtcdConfig::new(endpoints)).await
+    }
+
+    /// Connect as `config` says (TLS, client certificate, authentication: the datastore's
+    /// own settings).
+    pub async fn connect_with(
+        config: &crate::datastore::etcd::EtcdConfig,
+    ) -> Result<EtcdStatusStore, StatusError> {
+        let client = config.connect().await?;
+        Ok(EtcdStatusStore {
+            client,
+            what: config.describe(),
+        })
     }
 
     /// The key of `name`.
@@ -463,7 +466,7 @@ impl EtcdStatusStore {
             let resp = client
                 .get(key.as_str(), None)
                 .await
-                .map_err(|e| remote(&self.what, e))?;
+                .map_err(|e| remote(&self.what, crate::datastore::etcd::error_text(&e)))?;
             let Some(kv) = resp.kvs().first() else {
                 return Err(StatusError::NotFound(name.clone()));
             };
@@ -485,7 +488,10 @@ impl EtcdStatusStore {
                     mod_revision,
                 )])
                 .and_then([TxnOp::put(key.as_str(), value, None)]);
-            let done = client.txn(txn).await.map_err(|e| remote(&self.what, e))?;
+            let done = client
+                .txn(txn)
+                .await
+                .map_err(|e| remote(&self.what, crate::datastore::etcd::error_text(&e)))?;
             if done.succeeded() {
                 return Ok(());
             }

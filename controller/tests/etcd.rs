@@ -3,10 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use controller::datastore::etcd::EtcdConfig;
 use controller::datastore::file::parse_files;
 use controller::datastore::{Datastore, EtcdDatastore, FileDatastore};
 use controller::{NodeEnv, compute};
@@ -22,46 +23,191 @@ fn free_port() -> u16 {
 }
 
 struct Etcd {
-    _daemon: Daemon,
-    _dir: TempDir,
+    daemon: Option<Daemon>,
+    dir: TempDir,
+    bin: PathBuf,
+    client: u16,
+    peer: u16,
+    tls: bool,
     endpoint: String,
 }
 
-fn start_etcd(test: &str) -> Option<Etcd> {
+/// Certificates made with the `openssl` CLI: a CA, etcd's server certificate for 127.0.0.1
+/// signed by it, a client certificate signed by it, and a second, unrelated CA.
+struct Certs {
+    ca: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    other_ca: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn make_certs(test: &str, dir: &Path) -> Option<Certs> {
+    require_binary(test, "openssl")?;
+    let key = |name: &str| {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        )
+    };
+    key("ca");
+    key("other-ca");
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN=tern-{name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        );
+    }
+    Some(Certs {
+        ca: dir.join("ca.pem"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+        other_ca: dir.join("other-ca.pem"),
+    })
+}
+
+impl Etcd {
+    fn start(&mut self) {
+        let client_url = self.endpoint.clone();
+        let peer_url = format!("http://127.0.0.1:{}", self.peer);
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["--name", "tern-test", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &client_url,
+                "--advertise-client-urls",
+                &client_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("tern-test={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.tls {
+            // Client-certificate authentication: only certificates signed by our CA.
+            let d = self.dir.path();
+            cmd.arg("--cert-file")
+                .arg(d.join("server.pem"))
+                .arg("--key-file")
+                .arg(d.join("server.key"))
+                .arg("--trusted-ca-file")
+                .arg(d.join("ca.pem"))
+                .arg("--client-cert-auth");
+        }
+        self.daemon = Some(Daemon::spawn(cmd));
+        let port = self.client;
+        wait_for(
+            "etcd to accept connections",
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+        );
+    }
+
+    /// Kills etcd (SIGKILL) and waits until its port is closed.
+    fn stop(&mut self) {
+        self.daemon = None;
+        let port = self.client;
+        wait_for("etcd to stop", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_err()
+                .then_some(())
+        });
+    }
+}
+
+fn start_etcd_with(test: &str, tls: bool) -> Option<(Etcd, Option<Certs>)> {
     let bin = require_binary(test, "etcd")?;
     let dir = TempDir::new("etd");
+    let certs = if tls {
+        Some(make_certs(test, dir.path())?)
+    } else {
+        None
+    };
     let (client, peer) = (free_port(), free_port());
-    let endpoint = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let mut cmd = Command::new(bin);
-    cmd.args(["--name", "tern-test", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen-client-urls",
-            &endpoint,
-            "--advertise-client-urls",
-            &endpoint,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ])
-        .args(["--initial-cluster", &format!("tern-test={peer_url}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let daemon = Daemon::spawn(cmd);
-    wait_for(
-        "etcd to accept connections",
-        Duration::from_secs(20),
-        || std::net::TcpStream::connect(("127.0.0.1", client)).ok(),
-    );
-    Some(Etcd {
-        _daemon: daemon,
-        _dir: dir,
-        endpoint,
-    })
+    let scheme = if tls { "https" } else { "http" };
+    let mut etcd = Etcd {
+        daemon: None,
+        dir,
+        bin,
+        client,
+        peer,
+        tls,
+        endpoint: format!("{scheme}://127.0.0.1:{client}"),
+    };
+    etcd.start();
+    Some((etcd, certs))
+}
+
+fn start_etcd(test: &str) -> Option<Etcd> {
+    start_etcd_with(test, false).map(|(e, _)| e)
 }
 
 /// `etcdctl`-free writes: a tiny client on its own runtime.
@@ -72,13 +218,16 @@ struct Writer {
 
 impl Writer {
     fn new(endpoint: &str) -> Writer {
+        Writer::with_config(&EtcdConfig::new(vec![endpoint.to_string()]))
+    }
+    fn with_config(config: &EtcdConfig) -> Writer {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let client = wait_for("etcd to answer", Duration::from_secs(20), || {
             rt.block_on(async {
-                let mut c = etcd_client::Client::connect([endpoint], None).await.ok()?;
+                let mut c = config.connect().await.ok()?;
                 c.get("/", None).await.ok()?;
                 Some(c)
             })
@@ -377,4 +526,116 @@ fn node_status_is_written_into_the_resources_key() {
     );
     let got = w.rt.block_on(w.client.get(key, None)).unwrap();
     assert!(got.kvs().is_empty());
+}
+
+const POOL_KEY: &str = "/calico/resources/v3/projectcalico.org/ippools/";
+
+fn pool(name: &str, cidr: &str) -> String {
+    format!(
+        r#"{{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{{"name":"{name}"}},"spec":{{"cidr":"{cidr}"}}}}"#
+    )
+}
+
+/// etcd with TLS and client-certificate authentication (`--client-cert-auth`), reached with
+/// calico-node's settings: the right CA and client certificate read and watch; a wrong CA or
+/// no client certificate fail with an error that says so, without panicking; the CalicoNodeStatus
+/// writer connects the same way.
+#[test]
+fn etcd_over_tls_with_client_certificates() {
+    let test = "etcd_over_tls_with_client_certificates";
+    let Some((etcd, Some(certs))) = start_etcd_with(test, true) else {
+        return;
+    };
+    let good = EtcdConfig {
+        endpoints: vec![etcd.endpoint.clone()],
+        ca_cert_file: Some(certs.ca.clone()),
+        cert_file: Some(certs.client_cert.clone()),
+        key_file: Some(certs.client_key.clone()),
+        ..EtcdConfig::default()
+    };
+    let mut w = Writer::with_config(&good);
+    w.put(&format!("{POOL_KEY}p1"), &pool("p1", "10.1.0.0/16"));
+
+    let mut ds = EtcdDatastore::with_config(good.clone()).unwrap();
+    let snap = ds.snapshot().unwrap();
+    assert_eq!(snap.model.ip_pools.keys().collect::<Vec<_>>(), ["p1"]);
+    w.put(&format!("{POOL_KEY}p2"), &pool("p2", "10.2.0.0/16"));
+    let next = wait_for("the watch over TLS", Duration::from_secs(10), || {
+        ds.next_change(Duration::from_secs(1)).unwrap()
+    });
+    assert_eq!(next.model.ip_pools.len(), 2);
+
+    // A CA that did not sign the server's certificate.
+    let mut wrong_ca = EtcdDatastore::with_config(EtcdConfig {
+        ca_cert_file: Some(certs.other_ca.clone()),
+        ..good.clone()
+    })
+    .unwrap();
+    let e = wrong_ca.snapshot().unwrap_err().to_string();
+    eprintln!("wrong CA: {e}");
+    assert!(e.contains(&etcd.endpoint), "{e}");
+    assert!(e.contains("ETCD_CA_CERT_FILE"), "{e}");
+
+    // No client certificate: the server refuses the connection.
+    let mut anonymous = EtcdDatastore::with_config(EtcdConfig {
+        cert_file: None,
+        key_file: None,
+        ..good.clone()
+    })
+    .unwrap();
+    let e = anonymous.snapshot().unwrap_err().to_string();
+    eprintln!("no client certificate: {e}");
+    assert!(e.contains(&etcd.endpoint), "{e}");
+    assert!(e.contains("ETCD_CERT_FILE"), "{e}");
+
+    // Plain HTTP to a TLS server fails too.
+    let mut plain = EtcdDatastore::new(vec![etcd.endpoint.replace("https://", "http://")]).unwrap();
+    assert!(plain.snapshot().is_err());
+
+    // The status writer connects with the same settings.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(controller::node_status::EtcdStatusStore::connect_with(
+        &good,
+    ));
+    assert!(status.is_ok());
+}
+
+/// etcd goes away and comes back (same data): the datastore reports the loss, then connects
+/// again by itself and its watch continues from where it was.
+#[test]
+fn etcd_watch_continues_after_a_restart() {
+    let Some(mut etcd) = start_etcd("etcd_watch_continues_after_a_restart") else {
+        return;
+    };
+    let mut w = Writer::new(&etcd.endpoint);
+    w.put(&format!("{POOL_KEY}p1"), &pool("p1", "10.1.0.0/16"));
+    let mut ds = EtcdDatastore::new(vec![etcd.endpoint.clone()]).unwrap();
+    assert_eq!(ds.snapshot().unwrap().model.ip_pools.len(), 1);
+    assert!(
+        ds.next_change(Duration::from_millis(300))
+            .unwrap()
+            .is_none()
+    );
+
+    etcd.stop();
+    drop(w);
+    let lost = wait_for("the loss to be reported", Duration::from_secs(30), || {
+        ds.next_change(Duration::from_millis(500)).err()
+    });
+    assert!(lost.to_string().contains(&etcd.endpoint), "{lost}");
+
+    etcd.start();
+    let mut w = Writer::new(&etcd.endpoint);
+    w.put(&format!("{POOL_KEY}p2"), &pool("p2", "10.2.0.0/16"));
+    // The same datastore value, no new snapshot asked for: errors while it reconnects are
+    // allowed, then the change arrives through the watch.
+    let next = wait_for(
+        "the change after the restart",
+        Duration::from_secs(30),
+        || ds.next_change(Duration::from_secs(1)).ok().flatten(),
+    );
+    assert_eq!(next.model.ip_pools.keys().collect::<Vec<_>>(), ["p1", "p2"]);
 }

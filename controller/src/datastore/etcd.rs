@@ -10,11 +10,20 @@
 //! applied as a whole (one etcd revision batch), so every published snapshot is consistent. When
 //! the watch start revision has been compacted away, or the watch is cancelled, a fresh snapshot
 //! is taken instead.
+//!
+//! How to reach etcd is an [`EtcdConfig`]: calico-node's `ETCD_ENDPOINTS`, `ETCD_CA_CERT_FILE`,
+//! `ETCD_CERT_FILE`, `ETCD_KEY_FILE`, `ETCD_USERNAME` and `ETCD_PASSWORD` (libcalico-go's
+//! etcdv3 client settings). A client that failed is dropped and the next call connects afresh,
+//! so a datastore that comes back is followed again without the caller doing anything.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions, WatchStream};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, TlsOptions, WatchOptions,
+    WatchStream,
+};
 use serde_json::{Value, json};
 
 use super::{Datastore, DatastoreError, Snapshot};
@@ -25,9 +34,203 @@ const ROOT: &str = "/calico/";
 const V3: &str = "/calico/resources/v3/projectcalico.org/";
 const AFFINITY: &str = "/calico/ipam/v2/host/";
 
+/// How to reach an etcd cluster, as calico-node is told (libcalico-go `EtcdConfig`):
+///
+/// * `endpoints` — `ETCD_ENDPOINTS`, comma-separated `http://` or `https://` URLs;
+/// * `ca_cert_file` — `ETCD_CA_CERT_FILE`: the CA that signed the servers' certificates
+///   (without it, `https://` endpoints are checked against the system's trusted roots);
+/// * `cert_file` + `key_file` — `ETCD_CERT_FILE`, `ETCD_KEY_FILE`: a client certificate for
+///   etcd's `--client-cert-auth` (both or neither);
+/// * `username` + `password` — `ETCD_USERNAME`, `ETCD_PASSWORD`: etcd's own authentication,
+///   used only when both are set (as Calico does).
+///
+/// As in Calico, the TLS settings apply to `https://` endpoints; `http://` endpoints stay plain
+/// (TLS files given with only `http://` endpoints are reported by [`EtcdConfig::warnings`]).
+/// `Debug` never shows the password; key material is read only when connecting and never
+/// appears in an error.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// `ETCD_ENDPOINTS`.
+    pub endpoints: Vec<String>,
+    /// `ETCD_CA_CERT_FILE`.
+    pub ca_cert_file: Option<PathBuf>,
+    /// `ETCD_CERT_FILE`.
+    pub cert_file: Option<PathBuf>,
+    /// `ETCD_KEY_FILE`.
+    pub key_file: Option<PathBuf>,
+    /// `ETCD_USERNAME`.
+    pub username: Option<String>,
+    /// `ETCD_PASSWORD`.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("endpoints", &self.endpoints)
+            .field("ca_cert_file", &self.ca_cert_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Reads one PEM file named by `var`; the error names the variable and the path, never the
+/// contents.
+fn read_pem(var: &str, path: &Path, label: &str) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{var} {}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    if !text.contains("-----BEGIN ") || !text.contains(label) {
+        return Err(format!(
+            "{var} {}: no PEM {} in the file",
+            path.display(),
+            label.trim_matches('-').trim()
+        ));
+    }
+    Ok(bytes)
+}
+
+impl EtcdConfig {
+    /// Plain endpoints, no TLS, no authentication.
+    pub fn new(endpoints: Vec<String>) -> EtcdConfig {
+        EtcdConfig {
+            endpoints,
+            ..EtcdConfig::default()
+        }
+    }
+
+    /// Whether the endpoints are reached over TLS (any `https://` endpoint).
+    pub fn uses_tls(&self) -> bool {
+        self.endpoints.iter().any(|e| e.starts_with("https://"))
+    }
+
+    /// "etcd <endpoints>", for errors and logs (no credentials).
+    pub fn describe(&self) -> String {
+        format!("etcd {}", self.endpoints.join(","))
+    }
+
+    /// Settings that are accepted but have no effect (logged by the daemon).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let files: Vec<&str> = [
+            ("ETCD_CA_CERT_FILE", &self.ca_cert_file),
+            ("ETCD_CERT_FILE", &self.cert_file),
+            ("ETCD_KEY_FILE", &self.key_file),
+        ]
+        .into_iter()
+        .filter(|(_, f)| f.is_some())
+        .map(|(n, _)| n)
+        .collect();
+        if !files.is_empty() && !self.uses_tls() {
+            w.push(format!(
+                "{} set but no endpoint is https://: connecting without TLS",
+                files.join(", ")
+            ));
+        }
+        if self.username.is_some() != self.password.is_some() {
+            w.push(
+                "only one of ETCD_USERNAME and ETCD_PASSWORD is set: connecting without \
+                 etcd authentication"
+                    .into(),
+            );
+        }
+        w
+    }
+
+    /// The client options: timeouts, TLS (CA, client certificate) and authentication.
+    /// Reads the certificate files now; a missing or unreadable file, a certificate without
+    /// its key, or `http://` and `https://` endpoints mixed are errors.
+    pub fn connect_options(&self) -> Result<ConnectOptions, DatastoreError> {
+        let fail = |m: String| DatastoreError::Remote {
+            what: self.describe(),
+            message: m,
+        };
+        if self.endpoints.is_empty() {
+            return Err(fail("no endpoints (ETCD_ENDPOINTS is empty)".into()));
+        }
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(10))
+            .with_keep_alive(Duration::from_secs(30), Duration::from_secs(10));
+        if let (Some(u), Some(p)) = (&self.username, &self.password) {
+            opts = opts.with_user(u.clone(), p.clone());
+        }
+        if !self.uses_tls() {
+            return Ok(opts);
+        }
+        if let Some(plain) = self.endpoints.iter().find(|e| !e.starts_with("https://")) {
+            return Err(fail(format!(
+                "{plain}: every endpoint must be https:// when one is (TLS settings apply to all)"
+            )));
+        }
+        let mut tls = TlsOptions::new();
+        match &self.ca_cert_file {
+            Some(ca) => {
+                let pem = read_pem("ETCD_CA_CERT_FILE", ca, "CERTIFICATE-----").map_err(fail)?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            None => tls = tls.with_native_roots(),
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                let cert = read_pem("ETCD_CERT_FILE", cert, "CERTIFICATE-----").map_err(fail)?;
+                let key = read_pem("ETCD_KEY_FILE", key, "PRIVATE KEY-----").map_err(fail)?;
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(fail(
+                    "ETCD_CERT_FILE and ETCD_KEY_FILE must be given together".into(),
+                ));
+            }
+        }
+        Ok(opts.with_tls(tls))
+    }
+
+    /// Connects (the channel is lazy: an unreachable or misconfigured server shows on the
+    /// first request).
+    pub async fn connect(&self) -> Result<Client, DatastoreError> {
+        let opts = self.connect_options()?;
+        Client::connect(self.endpoints.clone(), Some(opts))
+            .await
+            .map_err(|e| err(self, &e))
+    }
+}
+
+/// The text of an etcd client error with its causes (a TLS failure's reason sits several
+/// sources deep), plus a hint for the usual TLS mistakes.
+pub fn error_text(e: &etcd_client::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        source = s.source();
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+        text.push_str(" (the server's certificate is not signed by ETCD_CA_CERT_FILE's CA)");
+    } else if lower.contains("certificaterequired")
+        || lower.contains("certificate required")
+        || lower.contains("badcertificate")
+    {
+        text.push_str(
+            " (the server refused the client certificate, or wants one: check ETCD_CERT_FILE and ETCD_KEY_FILE)",
+        );
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        text.push_str(" (the server's certificate does not name this endpoint's host)");
+    }
+    text
+}
+
 /// An etcd v3 cluster.
 pub struct EtcdDatastore {
-    endpoints: Vec<String>,
+    config: EtcdConfig,
     runtime: tokio::runtime::Runtime,
     client: Option<Client>,
     kv: BTreeMap<String, String>,
@@ -36,22 +239,33 @@ pub struct EtcdDatastore {
     watch: Option<WatchStream>,
 }
 
-fn err(endpoints: &[String], message: impl std::fmt::Display) -> DatastoreError {
+fn err(config: &EtcdConfig, e: &etcd_client::Error) -> DatastoreError {
     DatastoreError::Remote {
-        what: format!("etcd {}", endpoints.join(",")),
-        message: message.to_string(),
+        what: config.describe(),
+        message: error_text(e),
     }
 }
 
 impl EtcdDatastore {
-    /// A datastore for these endpoints (`http://host:port`, as in `ETCD_ENDPOINTS`).
+    /// A datastore for these plain endpoints (`http://host:port`, as in `ETCD_ENDPOINTS`).
     pub fn new(endpoints: Vec<String>) -> Result<EtcdDatastore, DatastoreError> {
+        EtcdDatastore::with_config(EtcdConfig::new(endpoints))
+    }
+
+    /// A datastore reached as `config` says (TLS, client certificate, authentication). The
+    /// settings are checked now (files readable, certificate with its key); nothing is
+    /// connected until the first snapshot.
+    pub fn with_config(config: EtcdConfig) -> Result<EtcdDatastore, DatastoreError> {
+        config.connect_options()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| err(&endpoints, e))?;
+            .map_err(|e| DatastoreError::Remote {
+                what: config.describe(),
+                message: e.to_string(),
+            })?;
         Ok(EtcdDatastore {
-            endpoints,
+            config,
             runtime,
             client: None,
             kv: BTreeMap::new(),
@@ -65,16 +279,16 @@ impl EtcdDatastore {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let opts = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(10));
-        let eps = self.endpoints.clone();
-        let c = self
-            .runtime
-            .block_on(Client::connect(eps.clone(), Some(opts)))
-            .map_err(|e| err(&eps, e))?;
+        let c = self.runtime.block_on(self.config.connect())?;
         self.client = Some(c.clone());
         Ok(c)
+    }
+
+    /// Forgets the client and the watch after a failure: the next call connects afresh.
+    fn failed(&mut self, e: &etcd_client::Error) -> DatastoreError {
+        self.client = None;
+        self.watch = None;
+        err(&self.config, e)
     }
 
     fn publish(&mut self) -> Snapshot {
@@ -150,11 +364,13 @@ pub fn key_to_doc(key: &str, value: &str) -> Option<Value> {
 impl Datastore for EtcdDatastore {
     fn snapshot(&mut self) -> Result<Snapshot, DatastoreError> {
         let mut client = self.client()?;
-        let eps = self.endpoints.clone();
-        let resp = self
+        let resp = match self
             .runtime
             .block_on(client.get(ROOT, Some(GetOptions::new().with_prefix())))
-            .map_err(|e| err(&eps, e))?;
+        {
+            Ok(r) => r,
+            Err(e) => return Err(self.failed(&e)),
+        };
         self.etcd_revision = resp.header().map_or(0, |h| h.revision());
         self.kv = resp
             .kvs()
@@ -172,17 +388,15 @@ impl Datastore for EtcdDatastore {
     }
 
     fn next_change(&mut self, timeout: Duration) -> Result<Option<Snapshot>, DatastoreError> {
-        let eps = self.endpoints.clone();
         if self.watch.is_none() {
             let mut client = self.client()?;
             let opts = WatchOptions::new()
                 .with_prefix()
                 .with_start_revision(self.etcd_revision + 1);
-            let w = self
-                .runtime
-                .block_on(client.watch(ROOT, Some(opts)))
-                .map_err(|e| err(&eps, e))?;
-            self.watch = Some(w);
+            match self.runtime.block_on(client.watch(ROOT, Some(opts))) {
+                Ok(w) => self.watch = Some(w),
+                Err(e) => return Err(self.failed(&e)),
+            }
         }
         let deadline = std::time::Instant::now() + timeout;
         let msg = loop {
@@ -195,13 +409,14 @@ impl Datastore for EtcdDatastore {
                 .block_on(async { tokio::time::timeout(left, stream.message()).await })
             {
                 Err(_) => return Ok(None),
-                Ok(Err(e)) => {
-                    self.watch = None;
-                    return Err(err(&eps, e));
-                }
+                Ok(Err(e)) => return Err(self.failed(&e)),
                 Ok(Ok(None)) => {
+                    self.client = None;
                     self.watch = None;
-                    return Err(err(&eps, "watch closed by the server"));
+                    return Err(DatastoreError::Remote {
+                        what: self.config.describe(),
+                        message: "watch closed by the server".into(),
+                    });
                 }
                 Ok(Ok(Some(m))) => m,
             };
