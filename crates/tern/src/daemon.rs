@@ -6,7 +6,8 @@
 //! * `--config FILE`: a `DesiredConfig` in JSON or YAML (Tern as a plain BGP speaker), re-read
 //!   every `--poll-interval` milliseconds;
 //! * a Calico datastore ([`open_datastore`]): `--datastore file --config-dir DIR`,
-//!   `DATASTORE_TYPE=etcdv3` with `ETCD_ENDPOINTS`, or `DATASTORE_TYPE=kubernetes` (the
+//!   `DATASTORE_TYPE=etcdv3` with `ETCD_ENDPOINTS` (and calico-node's TLS and authentication
+//!   variables, [`etcd_config`]), or `DATASTORE_TYPE=kubernetes` (the
 //!   default, `KUBECONFIG` or in-cluster credentials). Its resources become this node's
 //!   `DesiredConfig` through `controller::compute` for `NODENAME`, with the environment of
 //!   [`node_env_from_env`] and Felix's endpoint-status files (local workload peers).
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use controller::datastore::etcd::EtcdConfig;
 use controller::datastore::kubernetes::KubeDatastore;
 use controller::datastore::{Datastore, EtcdDatastore, FileDatastore, Snapshot};
 use controller::node_status::{EtcdStatusStore, FileStatusStore, KubeStatusStore, StatusStore};
@@ -259,8 +261,29 @@ pub fn node_env_from_env(node_name: String) -> NodeEnv {
     }
 }
 
-/// The etcd TLS variables calico-node accepts.
-const ETCD_TLS_VARS: [&str; 3] = ["ETCD_CA_CERT_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE"];
+/// How to reach etcd, from `--etcd-endpoints` / `ETCD_ENDPOINTS` and the other variables
+/// calico-node reads (libcalico-go's etcdv3 settings): `ETCD_CA_CERT_FILE`, `ETCD_CERT_FILE`,
+/// `ETCD_KEY_FILE` (TLS to `https://` endpoints, client certificate), `ETCD_USERNAME` and
+/// `ETCD_PASSWORD` (etcd authentication). The password is never logged.
+pub fn etcd_config(args: &DaemonArgs) -> anyhow::Result<EtcdConfig> {
+    let endpoints: Vec<String> = args
+        .etcd_endpoints
+        .clone()
+        .or_else(|| env("ETCD_ENDPOINTS"))
+        .context("the etcdv3 datastore needs ETCD_ENDPOINTS or --etcd-endpoints")?
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Ok(EtcdConfig {
+        endpoints,
+        ca_cert_file: env("ETCD_CA_CERT_FILE").map(PathBuf::from),
+        cert_file: env("ETCD_CERT_FILE").map(PathBuf::from),
+        key_file: env("ETCD_KEY_FILE").map(PathBuf::from),
+        username: env("ETCD_USERNAME"),
+        password: env("ETCD_PASSWORD"),
+    })
+}
 
 /// Opens the Calico datastore the flags and environment name: `--datastore` /
 /// `DATASTORE_TYPE` (`kubernetes` by default), `--config-dir` / `TERN_CONFIG_DIR` for `file`,
@@ -282,32 +305,11 @@ pub fn open_datastore(args: &DaemonArgs) -> anyhow::Result<(Box<dyn Datastore + 
             Box::new(FileDatastore::new(dir))
         }
         "etcdv3" => {
-            let endpoints: Vec<String> = args
-                .etcd_endpoints
-                .clone()
-                .or_else(|| env("ETCD_ENDPOINTS"))
-                .context("the etcdv3 datastore needs ETCD_ENDPOINTS or --etcd-endpoints")?
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
-            let tls: Vec<&str> = ETCD_TLS_VARS
-                .iter()
-                .copied()
-                .filter(|v| env(v).is_some())
-                .collect();
-            if !tls.is_empty() || endpoints.iter().any(|e| e.starts_with("https://")) {
-                bail!(
-                    "etcd over TLS ({}) is not supported by this build of the etcdv3 datastore; \
-                     use http:// endpoints or the kubernetes datastore",
-                    if tls.is_empty() {
-                        "https:// endpoints".to_string()
-                    } else {
-                        tls.join(", ")
-                    }
-                );
+            let config = etcd_config(args)?;
+            for w in config.warnings() {
+                tracing::warn!("etcd: {w}");
             }
-            Box::new(EtcdDatastore::new(endpoints).context("the etcdv3 datastore")?)
+            Box::new(EtcdDatastore::with_config(config).context("the etcdv3 datastore")?)
         }
         "kubernetes" => {
             let namespace = env("NAMESPACE").unwrap_or_else(|| "kube-system".into());
@@ -694,18 +696,9 @@ async fn status_store(args: &DaemonArgs) -> anyhow::Result<StatusStore> {
                 .context("the file datastore needs --config-dir DIR")?;
             StatusStore::File(FileStatusStore::new(dir))
         }
-        "etcdv3" => {
-            let endpoints: Vec<String> = args
-                .etcd_endpoints
-                .clone()
-                .or_else(|| env("ETCD_ENDPOINTS"))
-                .unwrap_or_default()
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
-            StatusStore::Etcd(Box::new(EtcdStatusStore::connect(endpoints).await?))
-        }
+        "etcdv3" => StatusStore::Etcd(Box::new(
+            EtcdStatusStore::connect_with(&etcd_config(args)?).await?,
+        )),
         _ => StatusStore::Kubernetes(KubeStatusStore::infer().await?),
     })
 }
@@ -1071,15 +1064,61 @@ mod tests {
         assert_eq!(config_log_directive(LogLevel::All), "debug");
     }
 
+    /// TLS settings that cannot work are refused before anything connects, naming the
+    /// variable and the file, never a file's contents.
     #[test]
-    fn etcd_tls_is_refused_clearly() {
-        let args = DaemonArgs {
-            datastore: Some("etcdv3".into()),
-            etcd_endpoints: Some("https://127.0.0.1:2379".into()),
-            ..DaemonArgs::default()
+    fn etcd_tls_settings_are_checked_clearly() {
+        let dir = std::env::temp_dir().join(format!("ternd-tls-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let not_pem = dir.join("ca.pem");
+        let _ = std::fs::write(&not_pem, "secret-looking text");
+        let open = |config: EtcdConfig| {
+            EtcdDatastore::with_config(config)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
         };
-        let e = open_datastore(&args).err().map(|e| format!("{e:#}"));
-        assert!(e.as_deref().is_some_and(|e| e.contains("TLS")), "{e:?}");
+        let https = vec!["https://127.0.0.1:2379".to_string()];
+        let e = open(EtcdConfig {
+            endpoints: https.clone(),
+            ca_cert_file: Some(dir.join("missing.pem")),
+            ..EtcdConfig::default()
+        });
+        assert!(
+            e.contains("ETCD_CA_CERT_FILE") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let e = open(EtcdConfig {
+            endpoints: https.clone(),
+            ca_cert_file: Some(not_pem.clone()),
+            ..EtcdConfig::default()
+        });
+        assert!(
+            e.contains("no PEM CERTIFICATE") && !e.contains("secret"),
+            "{e}"
+        );
+        let e = open(EtcdConfig {
+            endpoints: https.clone(),
+            cert_file: Some(not_pem.clone()),
+            ..EtcdConfig::default()
+        });
+        assert!(e.contains("together"), "{e}");
+        let e = open(EtcdConfig {
+            endpoints: vec![https[0].clone(), "http://127.0.0.1:2380".into()],
+            ..EtcdConfig::default()
+        });
+        assert!(e.contains("https://"), "{e}");
+        let config = EtcdConfig {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            ca_cert_file: Some(not_pem),
+            username: Some("u".into()),
+            password: Some("hunter2".into()),
+            ..EtcdConfig::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(config.warnings().len(), 1, "{:?}", config.warnings());
+        assert!(EtcdDatastore::with_config(config).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
