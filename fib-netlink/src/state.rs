@@ -361,8 +361,9 @@ pub fn diff<S: BuildHasher>(
 enum InKernel {
     /// The kernel holds exactly the desired route at this key (we wrote it).
     AsDesired,
-    /// The kernel holds this route (as dumped, reported or written before a change).
-    Route(Route),
+    /// The kernel holds this route (as dumped, reported or written before a change); boxed
+    /// so that the common `AsDesired` entry costs one word in the map, not a whole route.
+    Route(Box<Route>),
 }
 
 /// Desired and kernel state, the coalescing queue between them, and learning.
@@ -459,7 +460,7 @@ impl FibState {
         if let (Some(old), Some(k)) = (old, self.kernel.get_mut(key))
             && *k == InKernel::AsDesired
         {
-            *k = InKernel::Route(old);
+            *k = InKernel::Route(Box::new(old));
         }
     }
 
@@ -536,7 +537,7 @@ impl FibState {
     pub fn kernel_routes(&self) -> impl Iterator<Item = &Route> {
         self.kernel.iter().filter_map(|(k, v)| match v {
             InKernel::AsDesired => self.desired.get(k),
-            InKernel::Route(r) => Some(r),
+            InKernel::Route(r) => Some(&**r),
         })
     }
 
@@ -788,7 +789,7 @@ impl FibState {
                         let entry = if self.desired.get(&key) == Some(&route) {
                             InKernel::AsDesired
                         } else {
-                            InKernel::Route(route)
+                            InKernel::Route(Box::new(route))
                         };
                         self.kernel.insert(key, entry);
                     }
@@ -911,7 +912,7 @@ impl FibState {
         });
         self.kernel = kernel
             .into_iter()
-            .map(|(k, r)| (k, InKernel::Route(r)))
+            .map(|(k, r)| (k, InKernel::Route(Box::new(r))))
             .collect();
         for key in keys {
             self.pending.push(key);
@@ -988,7 +989,7 @@ impl FibState {
         if self.owned(&route) {
             let key = route.key();
             if present {
-                self.kernel.insert(key, InKernel::Route(route));
+                self.kernel.insert(key, InKernel::Route(Box::new(route)));
             } else {
                 self.kernel.remove(&key);
             }
