@@ -2,9 +2,7 @@
 //! and a temporary data directory. Skips loudly without the binary; fails under CI=true.
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use controller::datastore::etcd::EtcdConfig;
@@ -12,202 +10,11 @@ use controller::datastore::file::parse_files;
 use controller::datastore::{Datastore, EtcdDatastore, FileDatastore};
 use controller::{NodeEnv, compute};
 use serde_json::Value;
-use tern_tests::{Daemon, TempDir, require_binary, wait_for};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Etcd {
-    daemon: Option<Daemon>,
-    dir: TempDir,
-    bin: PathBuf,
-    client: u16,
-    peer: u16,
-    tls: bool,
-    endpoint: String,
-}
-
-/// Certificates made with the `openssl` CLI: a CA, etcd's server certificate for 127.0.0.1
-/// signed by it, a client certificate signed by it, and a second, unrelated CA.
-struct Certs {
-    ca: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-    other_ca: PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn make_certs(test: &str, dir: &Path) -> Option<Certs> {
-    require_binary(test, "openssl")?;
-    let key = |name: &str| {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={name}"),
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        )
-    };
-    key("ca");
-    key("other-ca");
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                &format!("/CN=tern-{name}"),
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                ext,
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        );
-    }
-    Some(Certs {
-        ca: dir.join("ca.pem"),
-        client_cert: dir.join("client.pem"),
-        client_key: dir.join("client.key"),
-        other_ca: dir.join("other-ca.pem"),
-    })
-}
-
-impl Etcd {
-    fn start(&mut self) {
-        let client_url = self.endpoint.clone();
-        let peer_url = format!("http://127.0.0.1:{}", self.peer);
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(["--name", "tern-test", "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client_url,
-                "--advertise-client-urls",
-                &client_url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("tern-test={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if self.tls {
-            // Client-certificate authentication: only certificates signed by our CA.
-            let d = self.dir.path();
-            cmd.arg("--cert-file")
-                .arg(d.join("server.pem"))
-                .arg("--key-file")
-                .arg(d.join("server.key"))
-                .arg("--trusted-ca-file")
-                .arg(d.join("ca.pem"))
-                .arg("--client-cert-auth");
-        }
-        self.daemon = Some(Daemon::spawn(cmd));
-        let port = self.client;
-        wait_for(
-            "etcd to accept connections",
-            Duration::from_secs(20),
-            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
-        );
-    }
-
-    /// Kills etcd (SIGKILL) and waits until its port is closed.
-    fn stop(&mut self) {
-        self.daemon = None;
-        let port = self.client;
-        wait_for("etcd to stop", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port))
-                .is_err()
-                .then_some(())
-        });
-    }
-}
-
-fn start_etcd_with(test: &str, tls: bool) -> Option<(Etcd, Option<Certs>)> {
-    let bin = require_binary(test, "etcd")?;
-    let dir = TempDir::new("etd");
-    let certs = if tls {
-        Some(make_certs(test, dir.path())?)
-    } else {
-        None
-    };
-    let (client, peer) = (free_port(), free_port());
-    let scheme = if tls { "https" } else { "http" };
-    let mut etcd = Etcd {
-        daemon: None,
-        dir,
-        bin,
-        client,
-        peer,
-        tls,
-        endpoint: format!("{scheme}://127.0.0.1:{client}"),
-    };
-    etcd.start();
-    Some((etcd, certs))
-}
+use tern_tests::etcd::{Etcd, free_port};
+use tern_tests::{TempDir, wait_for};
 
 fn start_etcd(test: &str) -> Option<Etcd> {
-    start_etcd_with(test, false).map(|(e, _)| e)
+    Etcd::plain(test)
 }
 
 /// `etcdctl`-free writes: a tiny client on its own runtime.
@@ -543,7 +350,7 @@ fn pool(name: &str, cidr: &str) -> String {
 #[test]
 fn etcd_over_tls_with_client_certificates() {
     let test = "etcd_over_tls_with_client_certificates";
-    let Some((etcd, Some(certs))) = start_etcd_with(test, true) else {
+    let Some((etcd, certs)) = Etcd::tls(test) else {
         return;
     };
     let good = EtcdConfig {

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod bird16;
+pub mod etcd;
 pub mod lan;
 pub mod observe;
 pub mod peers;

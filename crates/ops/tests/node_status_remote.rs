@@ -7,8 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,49 +16,10 @@ use controller::datastore::{Datastore, EtcdDatastore};
 use controller::model::Model;
 use controller::node_status::{EtcdStatusStore, KubeStatusStore, StatusStore};
 use serde_json::{Value, json};
-use tern_tests::{Daemon, TempDir, require_binary, wait_for};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Etcd {
-    _daemon: Daemon,
-    _dir: TempDir,
-    endpoint: String,
-}
+use tern_tests::etcd::Etcd;
 
 fn start_etcd(test: &str) -> Option<Etcd> {
-    let bin = require_binary(test, "etcd")?;
-    let dir = TempDir::new("ops-etcd");
-    let (client, peer) = (free_port(), free_port());
-    let endpoint = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let mut cmd = Command::new(bin);
-    cmd.args(["--name", "tern-ops-test", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &endpoint])
-        .args(["--advertise-client-urls", &endpoint])
-        .args(["--listen-peer-urls", &peer_url])
-        .args(["--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("tern-ops-test={peer_url}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let daemon = Daemon::spawn(cmd);
-    wait_for(
-        "etcd to accept connections",
-        Duration::from_secs(20),
-        || TcpStream::connect(("127.0.0.1", client)).ok(),
-    );
-    Some(Etcd {
-        _daemon: daemon,
-        _dir: dir,
-        endpoint,
-    })
+    Etcd::plain(test)
 }
 
 const KEY: &str = "/calico/resources/v3/projectcalico.org/caliconodestatuses/node-a-status";
