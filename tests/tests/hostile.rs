@@ -30,7 +30,7 @@ use bgp_wire::{DecodeContext, Message};
 use bytes::Bytes;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, sockopt};
 use nix::sys::time::TimeVal;
-use tern_tests::{Daemon, Netns, TempDir, in_ci, require_root, veth, wait_for};
+use tern_tests::{Daemon, Netns, TempDir, require_root, veth, wait_for};
 
 // ===== addresses and configuration =====
 
@@ -106,28 +106,7 @@ fn config_json(opts: &LabOptions) -> String {
 /// The `ternd` binary: `TERND` if set, else the one cargo built next to this test (built
 /// on demand when missing).
 fn ternd_binary(test: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("TERND") {
-        return Some(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?.to_path_buf();
-    let bin = dir.join("ternd");
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let _ = Command::new(cargo)
-            .args(["build", "-p", "tern", "--bin", "ternd"])
-            .status();
-    }
-    if bin.is_file() {
-        Some(bin)
-    } else {
-        let what = format!("the ternd binary ({})", bin.display());
-        if in_ci() {
-            panic!("{test}: {what} is missing, and CI=true forbids skipping");
-        }
-        eprintln!("\n*** SKIPPED {test}: {what} is missing (cargo build -p tern) ***\n");
-        None
-    }
+    tern_tests::workspace_binary(test, "tern", "ternd", "TERND")
 }
 
 // ===== the lab =====
