@@ -57,8 +57,9 @@ pub(crate) enum Request {
 
 /// Messages of session events queued for the core (all sessions share it; each session task
 /// waits when it is full, which pushes back on that peer's TCP stream only). Each holds up to
-/// [`session::EVENT_BATCH`] events.
-const SESSION_QUEUE: usize = 128;
+/// [`session::EVENT_BATCH`] events, so at most 1,024 decoded messages wait here, as before
+/// events were batched.
+const SESSION_QUEUE: usize = 1024 / session::EVENT_BATCH;
 /// Events handled before the RIB's output is flushed (larger batches encode fewer UPDATEs).
 const BATCH: usize = 256;
 
