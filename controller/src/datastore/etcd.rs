@@ -240,9 +240,30 @@ pub struct EtcdDatastore {
 }
 
 fn err(config: &EtcdConfig, e: &etcd_client::Error) -> DatastoreError {
+    let mut message = error_text(e);
+    // With TLS 1.3 a server that wants a client certificate may close the connection without
+    // the client seeing its alert; without one configured, that is the likely cause.
+    if config.uses_tls() && config.cert_file.is_none() && !message.contains("ETCD_") {
+        let lower = message.to_ascii_lowercase();
+        if [
+            "connection closed",
+            "canceled",
+            "cancelled",
+            "reset",
+            "broken pipe",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
+        {
+            message.push_str(
+                " (no client certificate is configured and the server closed the connection: \
+                 if it wants one, set ETCD_CERT_FILE and ETCD_KEY_FILE)",
+            );
+        }
+    }
     DatastoreError::Remote {
         what: config.describe(),
-        message: error_text(e),
+        message,
     }
 }
 
