@@ -483,6 +483,11 @@ impl FibState {
             }
             None => {
                 self.desired.insert(key, route);
+                // A suppressed key coming back is a change too (the map is empty on a
+                // bulk load, so that pays no lookup).
+                if !self.flaps.is_empty() {
+                    self.charge_if_suppressed(&key);
+                }
             }
         }
         self.pending.push(key);
@@ -1651,6 +1656,36 @@ mod tests {
         assert!(due <= t + Damping::default().max_hold + Duration::from_secs(1));
         assert_eq!(run_until(&mut st, &mut kernel, due), 1);
         assert_eq!(kernel.get(&gw(1).key()), Some(&gw(20)));
+    }
+
+    #[test]
+    fn a_suppressed_route_withdrawn_and_announced_again_is_charged_for_both() {
+        let mut st = FibState::new(config());
+        let t0 = Instant::now();
+        st.advance(t0);
+        st.converge();
+        let mut kernel = HashMap::new();
+        let gw = |g: u8| via("10.1.0.0/24", &format!("192.0.2.{g}"));
+        st.set(gw(1));
+        write_all(&mut st, &mut kernel);
+        let mut t = t0;
+        for g in 2..=8u8 {
+            t += Duration::from_millis(100);
+            st.advance(t);
+            st.set(gw(g));
+            write_all(&mut st, &mut kernel);
+        }
+        let key = gw(1).key();
+        let penalty = |st: &FibState| st.flaps.get(&key).map(|f| (f.suppressed, f.penalty));
+        let (suppressed, before) = penalty(&st).unwrap();
+        assert!(suppressed, "suppressed after the next-hop storm");
+        st.remove(key);
+        st.set(gw(8));
+        let (_, after) = penalty(&st).unwrap();
+        assert!(
+            after >= before + 1.99,
+            "withdraw + announce of a suppressed key: penalty {before} -> {after}"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use ipnet::IpNet;
 use rib::attrs::preference;
 use rib::policy::to_prefix;
 use rib::{Down, FibChange, Local, OutUpdate, PeerId, Rib, RibConfig, RouteAttrs, Target};
-use tern_config::{DesiredConfig, Peer, StaticRoute, StaticTarget};
+use tern_config::{DesiredConfig, NormalRoutePriority, Peer, StaticRoute, StaticTarget};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -97,6 +97,11 @@ struct FibGlue {
     /// metric. Every other installed prefix is at its default key, so a full table costs no
     /// entry here (the FIB's desired state already holds each route once).
     other_keys: HashMap<Prefix, RouteKey>,
+    /// The NormalRoutePriority the default keys were written with, fixed from the first
+    /// write until everything is removed: a live change of the priority must still find the
+    /// routes written before it (new ones then differ from this default and are recorded in
+    /// `other_keys`, which removes the old key).
+    priority: Option<NormalRoutePriority>,
     converged: bool,
     task: JoinHandle<()>,
 }
@@ -396,6 +401,7 @@ impl Core {
         if let Some(f) = self.fib.as_mut() {
             // The new RIB re-installs what is still wanted; the rest must go.
             f.other_keys.clear();
+            f.priority = None;
             f.handle.remove_all();
         }
         for s in diff::static_routes(&new) {
@@ -466,6 +472,7 @@ impl Core {
         self.fib = Some(FibGlue {
             handle,
             other_keys: HashMap::new(),
+            priority: None,
             converged: false,
             task,
         });
@@ -858,6 +865,7 @@ impl Core {
         let Some(c) = self.running.as_ref() else {
             return;
         };
+        let priority = *fib.priority.get_or_insert(c.kernel.normal_route_priority);
         let mut set = Vec::new();
         for ch in changes {
             match ch {
@@ -871,8 +879,8 @@ impl Core {
                         });
                     }
                     let route = kernel_route(c, &r);
-                    let key = route.key();
-                    let default = default_key(c, r.prefix);
+                    let key = route.key().normalized();
+                    let default = default_key(&priority, r.prefix);
                     let old = if key == default {
                         if fib.other_keys.is_empty() {
                             None
@@ -908,7 +916,7 @@ impl Core {
                     let key = fib
                         .other_keys
                         .remove(&p)
-                        .unwrap_or_else(|| default_key(c, p));
+                        .unwrap_or_else(|| default_key(&priority, p));
                     self.fib_operations += 1;
                     fib.handle.remove(key);
                     if self.events.receiver_count() > 0 {
@@ -1330,12 +1338,12 @@ fn kernel_route(c: &DesiredConfig, r: &rib::FibRoute) -> Route {
 
 /// The key of the kernel route for `prefix` when the kernel policy sets no metric (what
 /// [`kernel_route`] builds then).
-fn default_key(c: &DesiredConfig, prefix: Prefix) -> RouteKey {
+fn default_key(priority: &NormalRoutePriority, prefix: Prefix) -> RouteKey {
     let net = prefix_net(prefix);
     let metric = if net.addr().is_ipv4() {
-        c.kernel.normal_route_priority.ipv4
+        priority.ipv4
     } else {
-        c.kernel.normal_route_priority.ipv6
+        priority.ipv6
     };
     RouteKey {
         table: fib_netlink::route::TABLE_MAIN,
