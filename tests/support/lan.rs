@@ -3,7 +3,7 @@
 //! wires a pod (a `cali…` veth, a /32 on the pod side with a default route via 169.254.1.1,
 //! proxy ARP, and a /32 host route at Felix's normal priority, metric 1024).
 
-use crate::{Netns, run, unique_name};
+use crate::{Netns, unique_name, veth_named};
 
 /// A LAN: a namespace (named from `prefix`) holding the bridge `br0`, up, with no address.
 pub fn new_lan(prefix: &str) -> Netns {
@@ -11,27 +11,6 @@ pub fn new_lan(prefix: &str) -> Netns {
     lan.ip(["link", "add", "br0", "type", "bridge"]);
     lan.ip(["link", "set", "br0", "up"]);
     lan
-}
-
-/// A veth pair: `name_a` in `a`, `name_b` in `b`, both down and unaddressed.
-fn veth_named(a: &Netns, name_a: &str, b: &Netns, name_b: &str) {
-    run(
-        "ip",
-        [
-            "link",
-            "add",
-            name_a,
-            "netns",
-            a.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            name_b,
-            "netns",
-            b.name(),
-        ],
-    );
 }
 
 /// Puts `ns` on the LAN: its `eth0`, addressed `cidr` (`10.77.0.11/24`), is a veth whose

@@ -281,28 +281,33 @@ impl Drop for Netns {
     }
 }
 
-/// Creates a veth pair with one end in each namespace, addresses them (CIDR notation, IPv4
-/// or IPv6; empty for none) and brings both ends up. Returns the two interface names.
-pub fn veth(a: &Netns, addr_a: &[&str], b: &Netns, addr_b: &[&str]) -> (String, String) {
-    let name_a = unique_name("va");
-    let name_b = unique_name("vb");
+/// A veth pair: `name_a` in `a`, `name_b` in `b`, both down and unaddressed.
+pub(crate) fn veth_named(a: &Netns, name_a: &str, b: &Netns, name_b: &str) {
     run(
         "ip",
         [
             "link",
             "add",
-            &name_a,
+            name_a,
             "netns",
             a.name(),
             "type",
             "veth",
             "peer",
             "name",
-            &name_b,
+            name_b,
             "netns",
             b.name(),
         ],
     );
+}
+
+/// Creates a veth pair with one end in each namespace, addresses them (CIDR notation, IPv4
+/// or IPv6; empty for none) and brings both ends up. Returns the two interface names.
+pub fn veth(a: &Netns, addr_a: &[&str], b: &Netns, addr_b: &[&str]) -> (String, String) {
+    let name_a = unique_name("va");
+    let name_b = unique_name("vb");
+    veth_named(a, &name_a, b, &name_b);
     for (ns, name, addrs) in [(a, &name_a, addr_a), (b, &name_b, addr_b)] {
         for addr in addrs {
             let mut args = vec!["addr", "add", addr, "dev", name.as_str()];
