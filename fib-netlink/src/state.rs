@@ -1627,25 +1627,36 @@ mod tests {
         }
     }
 
-    #[test]
-    fn suppression_holds_the_last_written_state_and_ends_with_the_latest_desired_one() {
+    /// 10.1.0.0/24 via 192.0.2.`g`.
+    fn gw(g: u8) -> Route {
+        via("10.1.0.0/24", &format!("192.0.2.{g}"))
+    }
+
+    /// 10.1.0.0/24 installed via gateway 1, then its next hop changed to 2, 3, … `last`,
+    /// 100 ms apart, each written as far as damping lets it; returns the state, the kernel
+    /// and the time of the last change.
+    fn next_hop_storm(last: u8) -> (FibState, HashMap<RouteKey, Route>, Instant) {
         let mut st = FibState::new(config());
-        let t0 = Instant::now();
-        st.advance(t0);
+        let mut t = Instant::now();
+        st.advance(t);
         st.converge();
         let mut kernel = HashMap::new();
-        let gw = |g: u8| via("10.1.0.0/24", &format!("192.0.2.{g}"));
         st.set(gw(1));
         write_all(&mut st, &mut kernel);
-        // Next-hop changes 100 ms apart: six go through (the penalty decays a little
-        // between them), the seventh would reach 6 and is suppressed.
-        let mut t = t0;
-        for g in 2..=20u8 {
+        for g in 2..=last {
             t += Duration::from_millis(100);
             st.advance(t);
             st.set(gw(g));
             write_all(&mut st, &mut kernel);
         }
+        (st, kernel, t)
+    }
+
+    #[test]
+    fn suppression_holds_the_last_written_state_and_ends_with_the_latest_desired_one() {
+        // Next-hop changes 100 ms apart: six go through (the penalty decays a little
+        // between them), the seventh would reach 6 and is suppressed.
+        let (mut st, mut kernel, t) = next_hop_storm(20);
         assert_eq!(
             kernel.get(&gw(1).key()),
             Some(&gw(7)),
@@ -1660,21 +1671,7 @@ mod tests {
 
     #[test]
     fn a_suppressed_route_withdrawn_and_announced_again_is_charged_for_both() {
-        let mut st = FibState::new(config());
-        let t0 = Instant::now();
-        st.advance(t0);
-        st.converge();
-        let mut kernel = HashMap::new();
-        let gw = |g: u8| via("10.1.0.0/24", &format!("192.0.2.{g}"));
-        st.set(gw(1));
-        write_all(&mut st, &mut kernel);
-        let mut t = t0;
-        for g in 2..=8u8 {
-            t += Duration::from_millis(100);
-            st.advance(t);
-            st.set(gw(g));
-            write_all(&mut st, &mut kernel);
-        }
+        let (mut st, _, _) = next_hop_storm(8);
         let key = gw(1).key();
         let penalty = |st: &FibState| st.flaps.get(&key).map(|f| (f.suppressed, f.penalty));
         let (suppressed, before) = penalty(&st).unwrap();
