@@ -77,6 +77,20 @@ impl std::fmt::Debug for EtcdConfig {
     }
 }
 
+/// `endpoint` with any `userinfo@` of its authority replaced by `***@`, so that credentials
+/// written into an endpoint URL never reach a log line or an error.
+fn redact_userinfo(endpoint: &str) -> String {
+    let (scheme, rest) = match endpoint.find("://") {
+        Some(i) => endpoint.split_at(i + 3),
+        None => ("", endpoint),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => endpoint.to_string(),
+    }
+}
+
 /// Reads one PEM file named by `var`; the error names the variable and the path, never the
 /// contents.
 fn read_pem(var: &str, path: &Path, label: &str) -> Result<Vec<u8>, String> {
@@ -106,9 +120,11 @@ impl EtcdConfig {
         self.endpoints.iter().any(|e| e.starts_with("https://"))
     }
 
-    /// "etcd <endpoints>", for errors and logs (no credentials).
+    /// "etcd <endpoints>", for errors and logs (no credentials: a `user:password@` inside an
+    /// endpoint URL is shown as `***@`).
     pub fn describe(&self) -> String {
-        format!("etcd {}", self.endpoints.join(","))
+        let shown: Vec<String> = self.endpoints.iter().map(|e| redact_userinfo(e)).collect();
+        format!("etcd {}", shown.join(","))
     }
 
     /// Settings that are accepted but have no effect (logged by the daemon).
@@ -161,6 +177,7 @@ impl EtcdConfig {
             return Ok(opts);
         }
         if let Some(plain) = self.endpoints.iter().find(|e| !e.starts_with("https://")) {
+            let plain = redact_userinfo(plain);
             return Err(fail(format!(
                 "{plain}: every endpoint must be https:// when one is (TLS settings apply to all)"
             )));
@@ -259,6 +276,13 @@ fn err(config: &EtcdConfig, e: &etcd_client::Error) -> DatastoreError {
                 " (no client certificate is configured and the server closed the connection: \
                  if it wants one, set ETCD_CERT_FILE and ETCD_KEY_FILE)",
             );
+        }
+    }
+    // The client's own error text may quote an endpoint URL.
+    for e in &config.endpoints {
+        let shown = redact_userinfo(e);
+        if shown != *e {
+            message = message.replace(e.as_str(), &shown);
         }
     }
     DatastoreError::Remote {
@@ -478,6 +502,35 @@ impl Datastore for EtcdDatastore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoint_credentials_never_shown() {
+        assert_eq!(
+            redact_userinfo("https://calico:s3cret@etcd-1:2379"),
+            "https://***@etcd-1:2379"
+        );
+        assert_eq!(
+            redact_userinfo("http://u:p@[fd00::1]:2379/x@y"),
+            "http://***@[fd00::1]:2379/x@y"
+        );
+        assert_eq!(redact_userinfo("http://etcd:2379"), "http://etcd:2379");
+        assert_eq!(redact_userinfo("etcd:2379/a@b"), "etcd:2379/a@b");
+        let c = EtcdConfig::new(vec![
+            "https://calico:s3cret@etcd-1:2379".into(),
+            "http://u:pw@etcd-2:2379".into(),
+        ]);
+        assert_eq!(
+            c.describe(),
+            "etcd https://***@etcd-1:2379,http://***@etcd-2:2379"
+        );
+        let e = c
+            .connect_options()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("http://***@etcd-2:2379"), "{e}");
+        assert!(!e.contains("s3cret") && !e.contains("pw@"), "{e}");
+    }
 
     #[test]
     fn keys_map_to_resources() {
