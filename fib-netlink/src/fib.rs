@@ -1,24 +1,30 @@
 //! The async driver: a tokio task around [`FibState`], the batched [`RouteSocket`] and the
 //! monitor socket.
 //!
-//! Writes are made on the task itself with the blocking writer: the kernel does its work
-//! inside `sendmsg` (under its RTNL lock) whatever the caller is, one batch is bounded
-//! (≈ 1000 routes, about a millisecond), and the task yields between batches. Reads of the
-//! monitor are readiness-driven (`AsyncFd`); nothing is polled on a timer.
+//! Writes are made on a dedicated OS thread (`fib-writer`) with the blocking writer: the
+//! kernel does its work inside `sendmsg` (under its RTNL lock), so the thread that writes
+//! spends most of its time in the kernel, and the bookkeeping around it — choosing the next
+//! batch, recording results, the owner's RIB — runs on the other core meanwhile. The task
+//! keeps up to [`PIPELINE`] batches in flight, so the writer never waits for it; keys in
+//! flight are not written again until their result is back (see
+//! [`FibState::poll_batch`]). Monitor notifications are applied only when no batch is in
+//! flight, as they were when the task wrote itself: a notification is then never older
+//! than a result recorded after it. Reads of the monitor are readiness-driven (`AsyncFd`);
+//! nothing is polled on a timer.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc as std_mpsc};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use crate::codec::KernelMessage;
 use crate::glob::InterfacePatterns;
 use crate::route::{PROTOCOL_BIRD, Route, RouteKey, TABLE_MAIN};
-use crate::socket::{MonitorRead, MonitorSocket, RouteSocket};
+use crate::socket::{MonitorRead, MonitorSocket, RouteError, RouteOp, RouteSocket};
 use crate::state::{Damping, FibEvent, FibState, StateConfig};
 
 /// When stale routes of ours are deleted after start.
@@ -165,11 +171,40 @@ impl AsRawFd for Monitor {
     }
 }
 
+/// Batches handed to the writer thread and not yet answered, at most: one being written
+/// and one waiting, so the writer goes from batch to batch without waiting for the task.
+const PIPELINE: usize = 2;
+
+/// A batch for the writer thread, with the link names to resolve its devices.
+struct Job {
+    ops: Vec<RouteOp>,
+    names: Arc<HashMap<String, u32>>,
+}
+
+/// A batch back from the writer thread: its ops and what the kernel said (an `Err` when
+/// the acks were lost and the outcome is unknown).
+type Done = (Vec<RouteOp>, io::Result<Vec<Result<(), RouteError>>>);
+
+/// The writer thread: writes each job in order and sends it back with its results. Ends
+/// when the task drops its end of either channel.
+fn write_loop(mut writer: RouteSocket, jobs: std_mpsc::Receiver<Job>, done: mpsc::Sender<Done>) {
+    while let Ok(Job { ops, names }) = jobs.recv() {
+        let results = writer.write_with(&ops, &mut |n: &str| names.get(n).copied());
+        if done.blocking_send((ops, results)).is_err() {
+            return;
+        }
+    }
+}
+
 /// The FIB driver. Create it in the network namespace to program (sockets stay there),
 /// then `run` it on a tokio runtime.
 pub struct Fib {
     shared: Arc<Shared>,
-    writer: RouteSocket,
+    /// Dumps (the writes go through the writer thread's own socket).
+    dumper: RouteSocket,
+    jobs: std_mpsc::SyncSender<Job>,
+    done: mpsc::Receiver<Done>,
+    in_flight: usize,
     monitor: AsyncFd<Monitor>,
     events: mpsc::Sender<FibEvent>,
     config: FibConfig,
@@ -183,6 +218,7 @@ impl Fib {
     /// resync but loses nothing).
     pub fn new(config: FibConfig) -> io::Result<(Fib, FibHandle, mpsc::Receiver<FibEvent>)> {
         let writer = RouteSocket::new()?;
+        let dumper = RouteSocket::new()?;
         // `AsyncFd::new` is deprecated for types that could close their descriptor while
         // registered; `Monitor` owns its socket and only drops it with the `AsyncFd`, so
         // the descriptor outlives the registration (the safe alternative is `unsafe`).
@@ -204,6 +240,11 @@ impl Fib {
             closed: std::sync::atomic::AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel(config.event_capacity.max(1));
+        let (jobs, jobs_rx) = std_mpsc::sync_channel(PIPELINE);
+        let (done_tx, done) = mpsc::channel(PIPELINE);
+        std::thread::Builder::new()
+            .name("fib-writer".into())
+            .spawn(move || write_loop(writer, jobs_rx, done_tx))?;
         let handle = FibHandle {
             shared: shared.clone(),
             _closer: Arc::new(Closer(shared.clone())),
@@ -211,7 +252,10 @@ impl Fib {
         Ok((
             Fib {
                 shared,
-                writer,
+                dumper,
+                jobs,
+                done,
+                in_flight: 0,
                 monitor,
                 events: tx,
                 config,
@@ -281,9 +325,6 @@ impl Fib {
                 let mut st = self.shared.lock();
                 st.handle_timeout(std::time::Instant::now());
                 for m in msgs.drain(..) {
-                    if matches!(m, KernelMessage::NewLink(_) | KernelMessage::DelLink(_)) {
-                        self.writer.forget_devices();
-                    }
                     st.on_kernel(m);
                 }
                 st.take_needs_resync()
@@ -296,10 +337,9 @@ impl Fib {
 
     /// Dumps links, addresses and every route, and loads them into the state.
     fn full_resync(&mut self, overrun: bool) -> io::Result<()> {
-        let links = self.writer.dump_links()?;
-        let addresses = self.writer.dump_addresses()?;
-        let routes = self.writer.dump_routes(None)?;
-        self.writer.forget_devices();
+        let links = self.dumper.dump_links()?;
+        let addresses = self.dumper.dump_addresses()?;
+        let routes = self.dumper.dump_routes(None)?;
         let mut st = self.shared.lock();
         st.load(links, addresses, routes);
         if overrun {
@@ -312,14 +352,14 @@ impl Fib {
     /// through them without a notification): ours, and the others' too when learning.
     fn resync_ours(&mut self) -> io::Result<()> {
         if self.config.learn.is_some() {
-            let routes = self.writer.dump_routes(None)?;
+            let routes = self.dumper.dump_routes(None)?;
             let mut st = self.shared.lock();
             st.load_routes(routes);
             st.resynced(false);
             return Ok(());
         }
         let protocol = self.config.protocol;
-        let routes = self.writer.dump_routes(Some(protocol))?;
+        let routes = self.dumper.dump_routes(Some(protocol))?;
         let mut st = self.shared.lock();
         let tables = st.config().tables.clone();
         st.load_ours(
@@ -333,32 +373,52 @@ impl Fib {
         Ok(())
     }
 
-    /// Writes everything pending, batch by batch.
+    /// Writes everything pending, batch by batch, through the writer thread; returns with
+    /// no batch in flight.
     async fn flush(&mut self) -> io::Result<()> {
+        let mut unknown = false;
         loop {
-            let (ops, names) = {
-                let mut st = self.shared.lock();
-                st.handle_timeout(std::time::Instant::now());
-                (st.poll_ops(self.config.batch_routes.max(1)), st.names())
-            };
-            if ops.is_empty() {
-                return Ok(());
+            // After an unknown outcome nothing more is sent until the kernel was looked at.
+            while !unknown && self.in_flight < PIPELINE {
+                let (ops, names) = {
+                    let mut st = self.shared.lock();
+                    st.handle_timeout(std::time::Instant::now());
+                    (st.poll_batch(self.config.batch_routes.max(1)), st.names())
+                };
+                if ops.is_empty() {
+                    break;
+                }
+                self.jobs
+                    .send(Job { ops, names })
+                    .map_err(|_| io::Error::other("the FIB writer thread ended"))?;
+                self.in_flight += 1;
             }
-            match self
-                .writer
-                .write_with(&ops, &mut |n: &str| names.get(n).copied())
-            {
+            if self.in_flight == 0 {
+                if !unknown {
+                    return Ok(());
+                }
+                // Acks lost (ENOBUFS, a timeout, a truncated datagram): what the kernel did
+                // with a batch is unknown, so look. A socket that cannot even dump is
+                // broken: that ends the driver with the error.
+                self.resync_ours()?;
+                unknown = false;
+                continue;
+            }
+            let (ops, results) = self
+                .done
+                .recv()
+                .await
+                .ok_or_else(|| io::Error::other("the FIB writer thread ended"))?;
+            self.in_flight -= 1;
+            match results {
                 Ok(results) => self.shared.lock().on_results(ops, results),
                 Err(e) => {
-                    // Acks lost (ENOBUFS, a timeout, a truncated datagram): what the kernel
-                    // did with this batch is unknown, so look. A socket that cannot even
-                    // dump is broken: that ends the driver with the error.
                     tracing::warn!("route write outcome unknown ({e}); resyncing");
-                    self.resync_ours()?;
+                    self.shared.lock().abandon(&ops);
+                    unknown = true;
                 }
             }
             self.report().await;
-            tokio::task::yield_now().await;
         }
     }
 
