@@ -488,8 +488,13 @@ impl FibState {
     }
 
     fn matches_kernel(&self, desired: &Route) -> bool {
+        self.matches_entry(desired, self.kernel.get(&desired.key()))
+    }
+
+    /// Whether the kernel entry `entry` at `desired`'s key holds `desired`.
+    fn matches_entry(&self, desired: &Route, entry: Option<&InKernel>) -> bool {
         let names = &self.names;
-        match self.kernel.get(&desired.key()) {
+        match entry {
             None => false,
             Some(InKernel::AsDesired) => true,
             Some(InKernel::Route(k)) => same_route(desired, k, &|n| names.get(n).copied()),
@@ -674,7 +679,7 @@ impl FibState {
     fn poll(&mut self, max: usize, mark: bool) -> Vec<RouteOp> {
         self.sweep();
         if mark {
-            self.pending.spread(max.saturating_mul(4).max(1));
+            self.pending.spread(max.max(1));
         }
         let mut ops = Vec::with_capacity(max.min(self.pending.len()));
         while ops.len() < max {
@@ -684,11 +689,13 @@ impl FibState {
                 continue;
             }
             let restoring = !self.restoring.is_empty() && self.restoring.remove(&key);
+            let entry = self.kernel.get(&key);
+            let known = entry.is_some();
             let op = match self.desired.get(&key) {
                 Some(route) => {
-                    (!self.matches_kernel(route)).then(|| RouteOp::Replace(route.clone()))
+                    (!self.matches_entry(route, entry)).then(|| RouteOp::Replace(route.clone()))
                 }
-                None => self.kernel.get(&key).map(|k| RouteOp::Delete {
+                None => entry.map(|k| RouteOp::Delete {
                     key,
                     protocol: match k {
                         InKernel::Route(r) => r.protocol,
@@ -704,7 +711,7 @@ impl FibState {
                 }
                 continue;
             };
-            if !self.held_back(key, &op, restoring) {
+            if !self.held_back(key, &op, restoring, known) {
                 if mark {
                     self.in_flight.insert(key);
                 }
@@ -727,7 +734,8 @@ impl FibState {
     }
 
     /// Whether `op` must wait (see [`Damping`]); charges the key's penalty when it may go.
-    fn held_back(&mut self, key: RouteKey, op: &RouteOp, restoring: bool) -> bool {
+    /// `known`: the kernel has (or had, as far as we know) a route of ours at `key`.
+    fn held_back(&mut self, key: RouteKey, op: &RouteOp, restoring: bool, known: bool) -> bool {
         let Some(now) = self.now else { return false };
         let mut released_delete = false;
         if let Some(hold) = self.held.get(&key).copied() {
@@ -752,7 +760,7 @@ impl FibState {
         } else {
             self.flaps.get(&key).copied()
         };
-        if record.is_none() && !self.kernel.contains_key(&key) {
+        if record.is_none() && !known {
             return false; // a first install
         }
         let penalty = record.map_or(0.0, |f| d.decayed(f.penalty, f.at, now));
