@@ -4,7 +4,8 @@
 //! `cargo bench -p tern-benches --bench fib_install` (as root; `FIB_BENCH_ROUTES` changes
 //! the default 100 000 routes, `FIB_BENCH_ROUNDS` the default 3 rounds, alternating the
 //! tools, `FIB_BENCH_BATCH_BYTES` the writer's batch size, `FIB_BENCH_ONLY=writer|driver|ip`
-//! runs one part alone). Routes are IPv4 /32s `via 192.0.2.2 dev <veth> proto bird`, the
+//! runs one part alone, `FIB_BENCH_ORDER=spread` has the writer part write the routes in
+//! the driver's spread order — addresses by their bits reversed — instead of address order). Routes are IPv4 /32s `via 192.0.2.2 dev <veth> proto bird`, the
 //! shape of BGP-learned routes. Skips with a message when not root.
 //!
 //! Two clocks: wall time, and CPU time (user + system, which holds the kernel's work done
@@ -117,9 +118,15 @@ fn tern(n: u32) -> [Took; 3] {
         {
             sock.set_batch_bytes(b);
         }
+        // The driver writes long queues in spread order (fewer kernel trie resizes).
+        let mut order: Vec<u32> = (0..n).collect();
+        if std::env::var("FIB_BENCH_ORDER").is_ok_and(|v| v == "spread") {
+            order.sort_unstable_by_key(|&i| u32::from(prefix(i)).reverse_bits());
+        }
         let make = |gw: [u8; 4]| -> Vec<RouteOp> {
-            (0..n)
-                .map(|i| {
+            order
+                .iter()
+                .map(|&i| {
                     let p = format!("{}/32", prefix(i)).parse().expect("prefix");
                     let nh = NextHop::via_dev(IpAddr::V4(Ipv4Addr::from(gw)), dev.as_str());
                     RouteOp::Replace(Route::unicast(p, vec![nh]))
