@@ -127,15 +127,20 @@ impl FibHandle {
         self.shared.wake.notify_one();
     }
 
-    /// Desires many routes at once.
+    /// Desires many routes. The state is locked for [`SET_CHUNK`] routes at a time, so a
+    /// large set (a full table from a peer) does not keep the driver from handing the
+    /// writer its next batch meanwhile.
     pub fn set_all(&self, routes: impl IntoIterator<Item = Route>) {
-        {
-            let mut st = self.shared.lock();
-            for r in routes {
-                st.set(r);
+        let mut routes = routes.into_iter().peekable();
+        while routes.peek().is_some() {
+            {
+                let mut st = self.shared.lock();
+                for r in routes.by_ref().take(SET_CHUNK) {
+                    st.set(r);
+                }
             }
+            self.shared.wake.notify_one();
         }
-        self.shared.wake.notify_one();
     }
 
     /// No longer desires the route at `key`.
@@ -170,6 +175,9 @@ impl AsRawFd for Monitor {
         self.0.sock.as_raw_fd()
     }
 }
+
+/// Routes [`FibHandle::set_all`] sets per lock of the state (≈ 0.3 ms of work).
+const SET_CHUNK: usize = 1024;
 
 /// Batches handed to the writer thread and not yet answered, at most: one being written
 /// and one waiting, so the writer goes from batch to batch without waiting for the task.
