@@ -7,6 +7,7 @@
 //! (`poll_timeout`). It has no socket and reads no clock; the driver in `fib.rs` feeds it.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -225,13 +226,29 @@ impl Hold {
 /// still seeded per map, so prefixes a peer chooses cannot be aimed at collisions.
 type KeyMap<V> = HashMap<RouteKey, V, foldhash::quality::RandomState>;
 
-/// A coalescing queue of keys: a key waits at most once; re-queueing is a no-op.
+/// A coalescing queue of keys: a key waits at most once; re-queueing is a no-op. It also
+/// knows the keys whose write is in flight (taken with [`KeyQueue::take`] and
+/// [`KeyQueue::fly`], back with [`KeyQueue::land`]): such a key pushed again waits until it
+/// lands, so the two share one map and a write costs no extra lookups.
 #[derive(Debug, Default)]
 pub struct KeyQueue {
+    /// Keys waiting, in the order they are to be written (never a key in flight).
     order: VecDeque<RouteKey>,
-    queued: HashSet<RouteKey, foldhash::quality::RandomState>,
+    slots: HashMap<RouteKey, Slot, foldhash::quality::RandomState>,
     /// Keys pushed since the queue was last put in spread order (see [`KeyQueue::spread`]).
     unspread: usize,
+    flying: usize,
+}
+
+/// Where a key of a [`KeyQueue`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Waiting in `order` (or just taken from it and not yet settled).
+    Queued,
+    /// Its write is in flight.
+    Flying,
+    /// In flight and pushed again meanwhile: queued when it lands.
+    FlyingQueued,
 }
 
 /// The order in which a long queue is written: prefixes by their address bits reversed,
@@ -248,9 +265,17 @@ fn spread_order(key: &RouteKey) -> u128 {
 
 impl KeyQueue {
     pub fn push(&mut self, key: RouteKey) {
-        if self.queued.insert(key) {
-            self.order.push_back(key);
-            self.unspread += 1;
+        match self.slots.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert(Slot::Queued);
+                self.order.push_back(key);
+                self.unspread += 1;
+            }
+            Entry::Occupied(mut o) => {
+                if *o.get() == Slot::Flying {
+                    *o.get_mut() = Slot::FlyingQueued;
+                }
+            }
         }
     }
 
@@ -270,12 +295,59 @@ impl KeyQueue {
 
     pub fn pop(&mut self) -> Option<RouteKey> {
         let key = self.order.pop_front()?;
-        self.queued.remove(&key);
+        self.slots.remove(&key);
         Some(key)
     }
 
+    /// Takes the next key without settling it: the caller then says whether its write is
+    /// in flight ([`KeyQueue::fly`]) or nothing is written ([`KeyQueue::forget`]).
+    pub fn take(&mut self) -> Option<RouteKey> {
+        self.order.pop_front()
+    }
+
+    /// The taken `key`'s write is in flight.
+    pub fn fly(&mut self, key: RouteKey) {
+        if let Some(s) = self.slots.get_mut(&key) {
+            *s = Slot::Flying;
+            self.flying += 1;
+        }
+    }
+
+    /// The taken `key` is not written after all.
+    pub fn forget(&mut self, key: &RouteKey) {
+        self.slots.remove(key);
+    }
+
+    /// The write of `key` is no longer in flight; if it was pushed meanwhile it is queued.
+    pub fn land(&mut self, key: RouteKey) {
+        if self.flying == 0 {
+            return;
+        }
+        if let Entry::Occupied(mut o) = self.slots.entry(key) {
+            match *o.get() {
+                Slot::Flying => {
+                    o.remove();
+                    self.flying -= 1;
+                }
+                Slot::FlyingQueued => {
+                    *o.get_mut() = Slot::Queued;
+                    self.flying -= 1;
+                    self.order.push_back(key);
+                    self.unspread += 1;
+                }
+                Slot::Queued => {}
+            }
+        }
+    }
+
+    /// Keys in flight.
+    pub fn flying(&self) -> usize {
+        self.flying
+    }
+
+    /// Whether `key` waits to be written (now, or once its write in flight lands).
     pub fn contains(&self, key: &RouteKey) -> bool {
-        self.queued.contains(key)
+        matches!(self.slots.get(key), Some(Slot::Queued | Slot::FlyingQueued))
     }
 
     pub fn len(&self) -> usize {
@@ -288,8 +360,9 @@ impl KeyQueue {
 
     pub fn clear(&mut self) {
         self.order.clear();
-        self.queued.clear();
+        self.slots.clear();
         self.unspread = 0;
+        self.flying = 0;
     }
 }
 
@@ -431,12 +504,6 @@ pub struct FibState {
     learned: HashMap<(RouteKey, u8), Route>,
     events: VecDeque<FibEvent>,
     needs_resync: bool,
-    /// Keys whose write was handed out by [`FibState::poll_batch`] and whose result has not
-    /// come back yet (a driver that writes on another thread keeps batches in flight).
-    in_flight: HashSet<RouteKey, foldhash::quality::RandomState>,
-    /// In-flight keys that changed again meanwhile: queued once their result is back,
-    /// since what to write depends on what that write did.
-    after_flight: HashSet<RouteKey, foldhash::quality::RandomState>,
 }
 
 impl FibState {
@@ -464,8 +531,6 @@ impl FibState {
             learned: HashMap::new(),
             events: VecDeque::new(),
             needs_resync: false,
-            in_flight: HashSet::default(),
-            after_flight: HashSet::default(),
         }
     }
 
@@ -662,18 +727,12 @@ impl FibState {
 
     /// The write of `key` is no longer in flight; a change that waited for it is queued.
     fn land(&mut self, key: RouteKey) {
-        if !self.in_flight.is_empty()
-            && self.in_flight.remove(&key)
-            && !self.after_flight.is_empty()
-            && self.after_flight.remove(&key)
-        {
-            self.pending.push(key);
-        }
+        self.pending.land(key);
     }
 
     /// Keys handed out by [`FibState::poll_batch`] whose result is not back yet.
     pub fn in_flight_len(&self) -> usize {
-        self.in_flight.len()
+        self.pending.flying()
     }
 
     fn poll(&mut self, max: usize, mark: bool) -> Vec<RouteOp> {
@@ -683,11 +742,14 @@ impl FibState {
         }
         let mut ops = Vec::with_capacity(max.min(self.pending.len()));
         while ops.len() < max {
-            let Some(key) = self.pending.pop() else { break };
-            if !self.in_flight.is_empty() && self.in_flight.contains(&key) {
-                self.after_flight.insert(key);
-                continue;
-            }
+            // Marked: the key is settled below (in flight, or forgotten). Keys in flight
+            // are never in the queue's order: one pushed again waits until it lands.
+            let next = if mark {
+                self.pending.take()
+            } else {
+                self.pending.pop()
+            };
+            let Some(key) = next else { break };
             let restoring = !self.restoring.is_empty() && self.restoring.remove(&key);
             let entry = self.kernel.get(&key);
             let known = entry.is_some();
@@ -709,13 +771,18 @@ impl FibState {
                 if !self.held.is_empty() {
                     self.held.remove(&key);
                 }
+                if mark {
+                    self.pending.forget(&key);
+                }
                 continue;
             };
             if !self.held_back(key, &op, restoring, known) {
                 if mark {
-                    self.in_flight.insert(key);
+                    self.pending.fly(key);
                 }
                 ops.push(op);
+            } else if mark {
+                self.pending.forget(&key);
             }
         }
         self.prune_timers();
@@ -1010,8 +1077,6 @@ impl FibState {
         self.pending.clear();
         self.restoring.clear();
         self.failed.clear();
-        self.in_flight.clear();
-        self.after_flight.clear();
         self.needs_resync = false;
         let names = self.names.clone();
         let keys = diff_keys(&self.desired, &kernel, self.converged, &|n| {
