@@ -16,7 +16,8 @@
 //! feeding a bounded channel. A watch stream that ends or breaks is resumed from its last
 //! resourceVersion; `410 Gone`, as a watch `ERROR` event or as the HTTP status of the watch
 //! request, re-lists that collection. A watch request the API server does not answer (refused,
-//! any other error status) or a re-list that fails is the datastore lost: `next_change`
+//! any other error status) twice in a row (or once after a broken stream) or a re-list that
+//! fails is the datastore lost: `next_change`
 //! returns the error, so the daemon reports it and resynchronises from a fresh snapshot.
 
 use std::collections::BTreeMap;
@@ -285,6 +286,11 @@ impl KubeSync {
             c.resource_version = None;
             c.listed = false;
         }
+    }
+
+    /// Failed requests of this collection since its last good list or watch event.
+    pub fn failures(&self, index: usize) -> u32 {
+        self.collections.get(index).map_or(u32::MAX, |c| c.failures)
     }
 
     /// A transport error on collection `index`: how long to wait before its next request
@@ -565,6 +571,15 @@ impl Datastore for KubeDatastore {
                 WatchMsg::Broken(why) => {
                     let wait = self.sync.on_error(index);
                     tracing::warn!(collection = self.sync.path(index).unwrap_or("?"), %why, ?wait, "watch broken; resuming");
+                    self.start_watch(index, wait);
+                }
+                // A watch request that fails right after the collection was fine (e.g. a
+                // pooled connection the server had just closed) is tried once more after a
+                // short back-off; failing again — or after a broken stream — is the API
+                // server lost.
+                WatchMsg::Unreachable(why) if self.sync.failures(index) == 0 => {
+                    let wait = self.sync.on_error(index);
+                    tracing::warn!(collection = self.sync.path(index).unwrap_or("?"), %why, ?wait, "watch request failed; trying once more");
                     self.start_watch(index, wait);
                 }
                 WatchMsg::Unreachable(why) => {
